@@ -1,0 +1,1 @@
+"""The ``inrkit`` command line (typer). The only layer that prints or exits."""

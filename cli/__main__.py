@@ -1,0 +1,3 @@
+from inrkit.cli.main import main
+
+main()

@@ -1,0 +1,236 @@
+"""``inrkit``: fit sinusoidal neural representations to signals and export them back.
+
+Every error a user can cause is printed as one line on standard error and
+exits with status 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inrkit import __version__
+
+app = typer.Typer(
+    name="inrkit",
+    help="Fit compact sinusoidal neural representations (INRs) to audio, images and 3D shapes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+class _Guard:
+    """Turn inrkit's errors (and OS errors on the user's files) into one line and exit 2."""
+
+    def __enter__(self) -> _Guard:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            return False
+        from inrkit.errors import InrkitError
+
+        if isinstance(error, InrkitError):
+            _fail(str(error))
+        if isinstance(error, OSError) and not isinstance(error, (BlockingIOError, InterruptedError)):
+            where = f" {error.filename}" if getattr(error, "filename", None) else ""
+            _fail(f"cannot access{where}: {error.strerror or error}; check the path and its permissions")
+        return False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inrkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """Fit compact sinusoidal neural representations (INRs) to audio, images and 3D shapes."""
+
+
+def _parse_resolution(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        _fail(f"--resolution {text!r} is not valid; use positive whole numbers like 1024x768 (width x height) or 256")
+    return values
+
+
+@app.command()
+def fit(
+    input: Annotated[Path, typer.Argument(help="Signal file to fit (image, audio, mesh... per installed plugins).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory to create (default runs/<input name>).")] = None,
+    signal: Annotated[Optional[str], typer.Option("--signal", "-s", help="Signal type; default from the file extension.")] = None,
+    params: Annotated[Optional[int], typer.Option(help="Largest number of stored parameters (frozen frequencies included); widths follow.")] = None,
+    width: Annotated[Optional[int], typer.Option(help="Hidden width n (with --input-frequencies; overrides --params).")] = None,
+    input_frequencies: Annotated[Optional[int], typer.Option(help="Number m of input (lattice) frequencies.")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help="Bounded sine hidden layers (default 1; SIREN: 3).")] = None,
+    input_ratio: Annotated[float, typer.Option(help="m / n when widths follow from --params.")] = 1.0,
+    architecture: Annotated[str, typer.Option(help="lattice (the method), uniform or siren (baselines).")] = "lattice",
+    bandlimit: Annotated[Optional[int], typer.Option(help="Largest lattice frequency B per axis (default: a fraction of Nyquist).")] = None,
+    low_bandlimit: Annotated[Optional[int], typer.Option(help="Extent L of the dense low-frequency block (default B/3).")] = None,
+    c_low: Annotated[float, typer.Option(help="Bound on hidden weights of low-frequency columns.")] = 1.0,
+    c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = 0.6,
+    bound_mode: Annotated[str, typer.Option(help="project (clamp after each step) or tanh (reparametrised).")] = "project",
+    siren_omega0: Annotated[float, typer.Option(help="First-layer omega_0 of --architecture siren.")] = 30.0,
+    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (default 2000 when no other rule is set).")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option(help="Stop when the training PSNR reaches this many dB.")] = None,
+    lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 2e-3,
+    lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end of the budget (geometric decay; default lr/10).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
+    sampler: Annotated[str, typer.Option(help="full, uniform or stratified (with --batch-size).")] = "full",
+    loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
+    holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Fit a sinusoidal INR to a signal file and write a run directory.
+
+    The run directory holds model.safetensors, config.json, metrics.json,
+    the reconstruction and pictures. It appears only when complete.
+    """
+    with _Guard():
+        from inrkit.config import TrainConfig
+        from inrkit.host import get_host
+        from inrkit.pipeline import ModelOptions, fit_file
+
+        from inrkit.cli.progress import ProgressBar
+
+        if steps is None and max_seconds is None and target_psnr is None:
+            steps = 2000
+        output = output or Path("runs") / input.stem
+        train_config = TrainConfig(
+            steps=steps,
+            max_seconds=max_seconds,
+            target_psnr=target_psnr,
+            lr=lr,
+            lr_final=lr_final if lr_final is not None else lr / 10,
+            batch_size=batch_size,
+            sampler=sampler,
+            holdout=holdout,
+            seed=seed,
+            device=device,
+        )
+        model_options = ModelOptions(
+            architecture=architecture,
+            params=params,
+            width=width,
+            input_frequencies=input_frequencies,
+            hidden_layers=hidden_layers,
+            input_ratio=input_ratio,
+            bandlimit=bandlimit,
+            low_bandlimit=low_bandlimit,
+            c_low=c_low,
+            c_high=c_high,
+            bound_mode=bound_mode,
+            siren_omega0=siren_omega0,
+            seed=seed,
+        )
+        host = get_host()
+        for problem in host.problems:
+            typer.echo(f"warning: {problem}", err=True)
+        host.sampler(sampler)
+        bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
+        host.pm.register(bar, name="inrkit-progress")
+        try:
+            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host)
+        finally:
+            host.pm.unregister(bar)
+        if not quiet:
+            final = summary.metrics["final"]
+            shown = "  ".join(
+                f"{k} {v:.4f}" if k == "ssim" else f"{k} {v:.2f} dB"
+                for k, v in final.items()
+                if isinstance(v, float) and math.isfinite(v) and k in ("psnr", "test_psnr", "ssim")
+            )
+            result = summary.result
+            typer.echo(
+                f"wrote {summary.run_dir}: {shown}  {summary.parameters} parameters  "
+                f"{result.steps} steps in {result.seconds:.1f} s (stopped by {result.stop_reason})"
+            )
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write; its extension picks the exporter.")],
+    resolution: Annotated[Optional[str], typer.Option(help="Output grid, e.g. 1024x768 (width x height) for images.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Exporter name (default: from the extension).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Re-render a fitted model from its run directory alone, at any resolution."""
+    with _Guard():
+        from inrkit.pipeline import export_run
+
+        options = {}
+        parsed = _parse_resolution(resolution)
+        if parsed is not None:
+            options["resolution"] = parsed
+        path = export_run(run, output, options, format, device=device)
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List installed plugins: name, distribution, version and what each provides."""
+    with _Guard():
+        from inrkit.host import get_host
+
+        host = get_host()
+        if as_json:
+            typer.echo(json.dumps({"plugins": [p.to_dict() for p in host.plugins], "problems": host.problems}, indent=2))
+            return
+        for info in host.plugins:
+            provided = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.provides.items()))
+            typer.echo(f"{info.name:<12} {info.distribution} {info.version:<8} {provided}")
+        for problem in host.problems:
+            typer.echo(f"warning: {problem}", err=True)
+
+
+_BUILTIN_COMMANDS = {"fit", "export", "plugins"}
+
+
+def _register_plugin_commands() -> None:
+    from inrkit.host import get_host
+
+    get_host().pm.hook.inrkit_register_commands(app=app)
+
+
+def main() -> None:
+    """Console-script entry point.
+
+    Plugin commands are added first, unless a built-in command is called
+    (so that e.g. ``inrkit --version`` does not load every plugin).
+    """
+    args = sys.argv[1:]
+    with _Guard():
+        if not args or (args[0] not in _BUILTIN_COMMANDS and args[0] != "--version"):
+            _register_plugin_commands()
+        app()

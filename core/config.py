@@ -1,0 +1,199 @@
+"""Model and training configuration.
+
+:class:`ModelConfig` holds everything needed to rebuild a model's tensors
+(their shapes and the meaning of each); the tensors themselves live in
+``model.safetensors``. :class:`TrainConfig` holds the optimisation settings.
+Both validate on construction and round-trip through plain JSON dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from inrkit.errors import ConfigError
+
+ARCHITECTURES = ("lattice", "uniform", "siren")
+BOUND_MODES = ("project", "tanh")
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Shape and initialisation of a sinusoidal INR ``f = L(S(D(x)))``.
+
+    Attributes
+    ----------
+    dims:
+        Input dimension ``d`` (1 audio, 2 image, 3 SDF).
+    out_channels:
+        Number of outputs (rows of the linear head ``C``).
+    input_frequencies:
+        Number ``m`` of input neurons (for ``siren``: width of its first layer).
+    width:
+        Number ``n`` of neurons per hidden layer.
+    hidden_layers:
+        Number of bounded sine hidden layers ``S`` (the method uses 1).
+    architecture:
+        ``lattice`` (the method), ``uniform`` (integer frequencies uniform in
+        the bandlimit box, a baseline) or ``siren`` (Sitzmann et al. 2020,
+        a baseline with a trainable first layer scaled by ``siren_omega0``).
+    bandlimit:
+        Largest integer frequency ``B`` per axis of the input layer.
+    low_bandlimit:
+        Extent ``L`` per axis of the dense low block; columns of ``W`` whose
+        frequency lies in it get the bound ``c_low``, others ``c_high``.
+    low_fraction:
+        Share of input frequencies drawn from the low block.
+    period:
+        Period ``p``: ``omega_j = 2 pi f_j / p``.
+    c_low, c_high:
+        Bounds on ``|omega_g * W_ij|`` per column (METHOD.md section 4).
+    omega_g:
+        Scale of the hidden pre-activation ``sin(omega_g (W y + b))``.
+    bound_mode:
+        ``project`` (clamp after every optimiser step) or ``tanh``
+        (``omega_g W = c tanh(V)`` with trainable per-column ``c``).
+    siren_omega0:
+        First-layer frequency scale of the ``siren`` baseline.
+    seed:
+        Seed of the initialisation.
+    """
+
+    dims: int
+    out_channels: int
+    input_frequencies: int
+    width: int
+    hidden_layers: int = 1
+    architecture: str = "lattice"
+    bandlimit: tuple[int, ...] = ()
+    low_bandlimit: tuple[int, ...] = ()
+    low_fraction: float = 0.7
+    period: float = 4.0
+    c_low: float = 1.0
+    c_high: float = 0.6
+    omega_g: float = 30.0
+    bound_mode: str = "project"
+    siren_omega0: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.bandlimit = tuple(int(b) for b in self.bandlimit)
+        self.low_bandlimit = tuple(int(b) for b in self.low_bandlimit)
+        _positive_int("dims", self.dims)
+        _positive_int("out_channels", self.out_channels)
+        _positive_int("input frequencies", self.input_frequencies)
+        _positive_int("width", self.width)
+        _positive_int("hidden layers", self.hidden_layers)
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
+        if self.bound_mode not in BOUND_MODES:
+            raise ConfigError(f"bound mode must be one of {', '.join(BOUND_MODES)}, got {self.bound_mode!r}")
+        for name in ("period", "omega_g", "siren_omega0", "c_low", "c_high"):
+            _positive_float(name.replace("_", "-"), getattr(self, name))
+        if not 0.0 <= self.low_fraction <= 1.0:
+            raise ConfigError(f"low fraction must be in [0, 1], got {self.low_fraction}")
+        if self.architecture != "siren":
+            for name in ("bandlimit", "low_bandlimit"):
+                value = getattr(self, name)
+                if len(value) != self.dims or any(b < 1 for b in value):
+                    raise ConfigError(
+                        f"{name} needs {self.dims} whole numbers >= 1 (one per axis), got {value}"
+                    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        data = asdict(self)
+        data["bandlimit"] = list(self.bandlimit)
+        data["low_bandlimit"] = list(self.low_bandlimit)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of :func:`inrkit.train.fit`.
+
+    Training stops at whichever comes first of ``steps``, ``max_seconds`` and
+    ``target_psnr``; at least one must be set.
+
+    Attributes
+    ----------
+    steps:
+        Maximum number of optimiser steps.
+    max_seconds:
+        Wall-clock budget of the training loop.
+    target_psnr:
+        Stop as soon as the training PSNR (dB) reaches this value.
+    lr:
+        Initial Adam learning rate.
+    lr_final:
+        Learning rate at the end of the budget; the rate decays
+        geometrically from ``lr`` to ``lr_final`` with the progress
+        ``max(step / steps, seconds / max_seconds)``. Equal to ``lr``: constant.
+    batch_size:
+        Coordinates per step; ``None`` trains on the full signal each step.
+    sampler:
+        Name of the registered sampler (``full``, ``uniform``, ``stratified``).
+    holdout:
+        Fraction of the samples held out of training to report a test PSNR.
+    seed:
+        Seed of sampling and hold-out selection.
+    device:
+        ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    steps: int | None = None
+    max_seconds: float | None = None
+    target_psnr: float | None = None
+    lr: float = 2e-3
+    lr_final: float = 2e-4
+    batch_size: int | None = None
+    sampler: str = "full"
+    holdout: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.max_seconds is None and self.target_psnr is None:
+            raise ConfigError("no stopping rule: set steps, max seconds or target PSNR")
+        if self.steps is not None:
+            _positive_int("steps", self.steps)
+        if self.max_seconds is not None:
+            _positive_float("max seconds", self.max_seconds)
+        if self.target_psnr is not None:
+            _positive_float("target PSNR", self.target_psnr)
+        _positive_float("learning rate", self.lr)
+        _positive_float("final learning rate", self.lr_final)
+        if self.batch_size is not None:
+            _positive_int("batch size", self.batch_size)
+        if not (isinstance(self.holdout, (int, float)) and 0.0 <= self.holdout < 1.0):
+            raise ConfigError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return asdict(self)

@@ -1,0 +1,244 @@
+"""The sinusoidal INR ``f(x) = L(S(D(x)))`` and the SIREN baseline.
+
+* :class:`LatticeSine` is ``D``: ``sin(omega_j . x + phi_j)`` with frozen
+  integer-lattice frequencies ``omega_j = 2 pi f_j / p`` and trainable phases.
+* :class:`BoundedSine` is ``S``: ``sin(omega_g (W y + b))`` with the per-column
+  bound ``|omega_g W_ij| <= c_j``.
+* :class:`SinusoidalINR` chains them with a linear head ``L``.
+* :class:`Siren` is the baseline of Sitzmann et al. (2020).
+
+Tensor conventions: coordinates ``x`` are ``[N, d]`` float32 in ``[-1, 1]``;
+outputs are ``[N, channels]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from inrkit.bounds import column_bounds, project_columns_
+from inrkit.config import ModelConfig
+from inrkit.lattice import sample_lattice_frequencies, sample_uniform_frequencies
+
+
+class LatticeSine(nn.Module):
+    """Input layer ``D(x) = sin(2 pi / p * f . x + phi)`` with frozen integer ``f``.
+
+    Parameters
+    ----------
+    frequencies:
+        Integer lattice frequencies ``f`` of shape ``[m, d]``; stored as a
+        buffer (saved, never trained).
+    period:
+        Period ``p``.
+    generator:
+        Randomness for the phases ``phi ~ U(-pi/2, pi/2)``.
+    """
+
+    def __init__(self, frequencies: torch.Tensor, period: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.period = float(period)
+        self.register_buffer("frequencies", frequencies.to(torch.int32))
+        phases = (torch.rand(frequencies.shape[0], generator=generator) - 0.5) * math.pi
+        self.phases = nn.Parameter(phases)
+
+    @property
+    def omega(self) -> torch.Tensor:
+        """Angular frequencies ``[m, d]``: ``2 pi f / p``, in the phases' dtype."""
+        return self.frequencies.to(self.phases.dtype) * (2.0 * math.pi / self.period)
+
+    def basis(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sin(omega . x)`` and ``cos(omega . x)``, each ``[N, m]``.
+
+        They do not depend on trainable parameters, so a trainer with a fixed
+        coordinate set computes them once (METHOD.md section 6).
+        """
+        angle = coords @ self.omega.T
+        return torch.sin(angle), torch.cos(angle)
+
+    def from_basis(self, sin_part: torch.Tensor, cos_part: torch.Tensor) -> torch.Tensor:
+        """``sin(a + phi) = sin(a) cos(phi) + cos(a) sin(phi)`` from a cached basis."""
+        return sin_part * torch.cos(self.phases) + cos_part * torch.sin(self.phases)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return torch.sin(coords @ self.omega.T + self.phases)
+
+
+class BoundedSine(nn.Module):
+    """Hidden layer ``sin(omega_g (W y + b))`` with ``|omega_g W_ij| <= c_j``.
+
+    Parameters
+    ----------
+    in_features, out_features:
+        ``m`` and ``n``.
+    bounds:
+        ``[m]`` per-column bounds ``c_j`` on the scaled weight.
+    omega_g:
+        Pre-activation scale.
+    mode:
+        ``project``: ``W`` is a plain parameter clamped by :meth:`project_`
+        after every optimiser step. ``tanh``: ``omega_g W = c tanh(V)`` with a
+        trainable per-column ``c`` (initialised to ``bounds``), always within
+        the bound ``|c|`` by construction.
+    generator:
+        Randomness for the initialisation ``omega_g W ~ U(-sqrt(6/m), sqrt(6/m))``
+        (clamped to the bounds).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bounds: torch.Tensor,
+        omega_g: float = 30.0,
+        mode: str = "project",
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.omega_g = float(omega_g)
+        self.mode = mode
+        limit = math.sqrt(6.0 / in_features)
+        scaled = (torch.rand(out_features, in_features, generator=generator) * 2 - 1) * limit
+        scaled = torch.maximum(torch.minimum(scaled, bounds), -bounds)
+        bias_limit = 1.0 / math.sqrt(in_features)
+        self.bias = nn.Parameter((torch.rand(out_features, generator=generator) * 2 - 1) * bias_limit)
+        if mode == "tanh":
+            self.column_scale = nn.Parameter(bounds.clone())
+            ratio = (scaled / bounds).clamp(-0.999, 0.999)
+            self.raw_weight = nn.Parameter(torch.atanh(ratio))
+        else:
+            # Derivable from the frequencies and the config, so not saved.
+            self.register_buffer("bounds", bounds.clone(), persistent=False)
+            self.weight = nn.Parameter(scaled / self.omega_g)
+
+    def scaled_weight(self) -> torch.Tensor:
+        """``omega_g W`` as ``[n, m]`` (the matrix the bound applies to)."""
+        if self.mode == "tanh":
+            return self.column_scale * torch.tanh(self.raw_weight)
+        return self.weight * self.omega_g
+
+    def effective_bounds(self) -> torch.Tensor:
+        """Current per-column bound ``[m]`` on ``|omega_g W_ij|``."""
+        if self.mode == "tanh":
+            return self.column_scale.detach().abs()
+        return self.bounds
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Enforce the bound (no-op in ``tanh`` mode, which cannot leave it)."""
+        if self.mode == "project":
+            project_columns_(self.weight, self.bounds, self.omega_g)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.sin(inputs @ self.scaled_weight().T + self.omega_g * self.bias)
+
+
+def _head(width: int, channels: int, omega_g: float, generator: torch.Generator | None) -> nn.Linear:
+    head = nn.Linear(width, channels)
+    limit = math.sqrt(6.0 / width) / omega_g
+    with torch.no_grad():
+        head.weight.copy_((torch.rand(channels, width, generator=generator) * 2 - 1) * limit)
+        head.bias.zero_()
+    return head
+
+
+class SinusoidalINR(nn.Module):
+    """``f(x) = L(S(D(x)))``: lattice input layer, bounded sine layer(s), linear head.
+
+    Build with :func:`build_model`; the constructor takes the frozen
+    frequencies explicitly so a saved model is rebuilt exactly.
+
+    Parameters
+    ----------
+    config:
+        Shapes, bounds and scales.
+    frequencies:
+        ``[m, d]`` integer lattice frequencies.
+    """
+
+    def __init__(self, config: ModelConfig, frequencies: torch.Tensor):
+        super().__init__()
+        self.config = config
+        generator = torch.Generator().manual_seed(config.seed + 1)
+        self.input = LatticeSine(frequencies, config.period, generator)
+        first_bounds = column_bounds(frequencies, config.low_bandlimit, config.c_low, config.c_high)
+        layers = [BoundedSine(frequencies.shape[0], config.width, first_bounds, config.omega_g, config.bound_mode, generator)]
+        for _ in range(config.hidden_layers - 1):
+            deep_bounds = torch.full((config.width,), float(config.c_low))
+            layers.append(BoundedSine(config.width, config.width, deep_bounds, config.omega_g, config.bound_mode, generator))
+        self.hidden = nn.ModuleList(layers)
+        self.head = _head(config.width, config.out_channels, config.omega_g, generator)
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``L(S(y))`` for input-layer activations ``y = D(x)`` of shape ``[N, m]``."""
+        for layer in self.hidden:
+            features = layer(features)
+        return self.head(features)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.from_features(self.input(coords))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Enforce every layer's bound; call after each optimiser step."""
+        for layer in self.hidden:
+            layer.project_()
+
+
+class Siren(nn.Module):
+    """SIREN baseline (Sitzmann et al., NeurIPS 2020).
+
+    ``hidden_layers`` counts the hidden-to-hidden sine layers after the first
+    layer, as in the reference implementation: 3 hidden layers means four sine
+    layers and a linear head. The first layer is ``sin(omega0 (A x + a))``
+    with ``A ~ U(-1/d, 1/d)``; later ones ``sin(omega0 (W y + b))`` with
+    ``W ~ U(-sqrt(6/n)/omega0, sqrt(6/n)/omega0)``.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        generator = torch.Generator().manual_seed(config.seed + 1)
+        omega0 = config.siren_omega0
+        dims, width = config.dims, config.width
+        sizes = [(dims, width)] + [(width, width)] * config.hidden_layers
+        self.layers = nn.ModuleList()
+        for index, (fan_in, fan_out) in enumerate(sizes):
+            layer = nn.Linear(fan_in, fan_out)
+            limit = 1.0 / fan_in if index == 0 else math.sqrt(6.0 / fan_in) / omega0
+            with torch.no_grad():
+                layer.weight.copy_((torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * limit)
+                bias_limit = 1.0 / math.sqrt(fan_in)
+                layer.bias.copy_((torch.rand(fan_out, generator=generator) * 2 - 1) * bias_limit)
+            self.layers.append(layer)
+        self.head = _head(width, config.out_channels, omega0, generator)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        features = coords
+        for layer in self.layers:
+            features = torch.sin(self.config.siren_omega0 * layer(features))
+        return self.head(features)
+
+    def project_(self) -> None:
+        """SIREN has no bounds; present so trainers treat every model alike."""
+
+
+def build_model(config: ModelConfig) -> SinusoidalINR | Siren:
+    """Initialise a model from its configuration (deterministic given ``config.seed``)."""
+    if config.architecture == "siren":
+        return Siren(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.architecture == "lattice":
+        frequencies = sample_lattice_frequencies(
+            config.input_frequencies, config.bandlimit, config.low_bandlimit, config.low_fraction, generator
+        )
+    else:
+        frequencies = sample_uniform_frequencies(config.input_frequencies, config.bandlimit, generator)
+    return SinusoidalINR(config, frequencies)
+
+
+def stored_parameter_count(model: nn.Module) -> int:
+    """Every number saved in the model file: parameters and buffers (frozen frequencies included)."""
+    return sum(t.numel() for t in model.state_dict().values())

@@ -1,0 +1,286 @@
+"""Whole jobs: fit a file into a run directory, export a run directory.
+
+These tie the pieces together for the CLI and for scripts:
+:func:`plan_model` turns a signal and size options into a
+:class:`~inrkit.config.ModelConfig`; :func:`fit_file` loads, fits, measures
+and writes a run directory atomically; :func:`export_run` re-renders a saved
+model through an exporter.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inrkit import __version__
+from inrkit.checkpoint import check_new_run_dir, file_sha256, load_run, save_run, staged_run_dir
+from inrkit.config import ARCHITECTURES, ModelConfig, TrainConfig
+from inrkit.errors import ConfigError, InputError
+from inrkit.host import Host, get_host
+from inrkit.lattice import lattice_nyquist
+from inrkit.metrics import psnr
+from inrkit.model import build_model, stored_parameter_count
+from inrkit.plugin import ExportRequest, SignalType
+from inrkit.signal import Signal
+from inrkit.sizing import DEFAULT_INPUT_RATIO, stored_count, widths_for_params
+from inrkit.train import FitResult, evaluate, fit, resolve_device
+
+#: Smallest default model, whatever the signal's size.
+MIN_DEFAULT_PARAMS = 2000
+
+
+@dataclass
+class ModelOptions:
+    """User-facing model options (CLI flags); None means "choose for me".
+
+    Attributes
+    ----------
+    architecture:
+        ``lattice`` (default), ``uniform`` or ``siren``.
+    params:
+        Upper bound on stored numbers (widths follow from it).
+    width, input_frequencies, hidden_layers:
+        Explicit sizes; override ``params``.
+    input_ratio:
+        ``m / n`` when widths follow from ``params``.
+    bandlimit:
+        Largest integer lattice frequency per axis; default a fraction of the
+        lattice Nyquist frequency set by the signal type.
+    low_bandlimit:
+        Extent of the dense low block; default ``max(1, bandlimit / 3)``.
+    """
+
+    architecture: str = "lattice"
+    params: int | None = None
+    width: int | None = None
+    input_frequencies: int | None = None
+    hidden_layers: int | None = None
+    input_ratio: float = DEFAULT_INPUT_RATIO
+    bandlimit: int | None = None
+    low_bandlimit: int | None = None
+    low_fraction: float = 0.7
+    c_low: float = 1.0
+    c_high: float = 0.6
+    omega_g: float = 30.0
+    bound_mode: str = "project"
+    siren_omega0: float = 30.0
+    seed: int = 0
+
+
+def default_params(signal: Signal, signal_type: SignalType) -> int:
+    """Default size: ``params_fraction`` of the sample values, at least :data:`MIN_DEFAULT_PARAMS`."""
+    return max(MIN_DEFAULT_PARAMS, int(signal_type.params_fraction * signal.samples * signal.channels))
+
+
+def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -> ModelConfig:
+    """Choose a model configuration for ``signal``.
+
+    Raises
+    ------
+    ConfigError
+        For impossible combinations (a budget too small, a bandlimit above
+        Nyquist, explicit widths over the budget...).
+    """
+    if options.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {options.architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    siren = options.architecture == "siren"
+    layers = options.hidden_layers if options.hidden_layers is not None else (3 if siren else 1)
+    if layers < 1:
+        raise ConfigError(f"--hidden-layers must be at least 1, got {layers}")
+    for name in ("params", "width", "input_frequencies"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
+        raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
+
+    nyquist = lattice_nyquist(signal.nyquist)
+    if options.bandlimit is not None:
+        if options.bandlimit < 1:
+            raise ConfigError(f"--bandlimit must be at least 1, got {options.bandlimit}")
+        if options.bandlimit > max(nyquist):
+            raise ConfigError(
+                f"--bandlimit {options.bandlimit} is above this signal's Nyquist frequency {max(nyquist)} "
+                "(lattice units); choose a value up to it (a third of it is typical)"
+            )
+        bandlimit = tuple(min(options.bandlimit, n) for n in nyquist)
+    else:
+        bandlimit = tuple(max(1, round(signal_type.bandlimit_fraction * n)) for n in nyquist)
+    if options.low_bandlimit is not None:
+        if options.low_bandlimit < 1:
+            raise ConfigError(f"--low-bandlimit must be at least 1, got {options.low_bandlimit}")
+        low = tuple(min(options.low_bandlimit, b) for b in bandlimit)
+    else:
+        low = tuple(max(1, round(b / 3)) for b in bandlimit)
+
+    explicit = options.width is not None or options.input_frequencies is not None
+    budget = options.params
+    if explicit:
+        if options.width is None or (options.input_frequencies is None and not siren):
+            raise ConfigError("pass both --width and --input-frequencies (or --params alone)")
+        width = options.width
+        inputs = width if siren else options.input_frequencies
+        if budget is not None:
+            count = stored_count(options.architecture, signal.dims, signal.channels, inputs, width, layers, options.bound_mode)
+            if count > budget:
+                raise ConfigError(f"--width {width} and --input-frequencies {inputs} store {count} numbers, over --params {budget}")
+    else:
+        if budget is None:
+            budget = default_params(signal, signal_type)
+        inputs, width = widths_for_params(
+            budget, options.architecture, signal.dims, signal.channels, layers, options.input_ratio, options.bound_mode
+        )
+    return ModelConfig(
+        dims=signal.dims,
+        out_channels=signal.channels,
+        input_frequencies=inputs,
+        width=width,
+        hidden_layers=layers,
+        architecture=options.architecture,
+        bandlimit=() if siren else bandlimit,
+        low_bandlimit=() if siren else low,
+        low_fraction=options.low_fraction,
+        c_low=options.c_low,
+        c_high=options.c_high,
+        omega_g=options.omega_g,
+        bound_mode=options.bound_mode,
+        siren_omega0=options.siren_omega0,
+        seed=options.seed,
+    )
+
+
+def load_signal(path: Path, signal_name: str | None, host: Host | None = None) -> tuple[Signal, SignalType]:
+    """Load a file with the named signal type, or the one its extension selects."""
+    host = host or get_host()
+    path = Path(path)
+    signal_type = host.signal(signal_name) if signal_name else host.signal_for_path(path)
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist; check the path")
+    signal = signal_type.load(path)
+    if not isinstance(signal, Signal):
+        raise InputError(f"the {signal_type.name!r} loader returned {type(signal).__name__}, not a Signal")
+    return signal, signal_type
+
+
+@dataclass
+class FitSummary:
+    """What :func:`fit_file` did: where, how big, how good."""
+
+    run_dir: Path
+    parameters: int
+    metrics: dict[str, Any]
+    result: FitResult
+    model_config: ModelConfig
+
+
+def fit_file(
+    path: Path,
+    output: Path,
+    model_options: ModelOptions,
+    train_config: TrainConfig,
+    signal_name: str | None = None,
+    loss_name: str | None = None,
+    overwrite: bool = False,
+    host: Host | None = None,
+) -> FitSummary:
+    """Load ``path``, fit a model, and write a complete run directory at ``output``.
+
+    The run directory is staged and renamed into place only when complete.
+    An interrupted fit (Ctrl-C) still writes the model trained so far.
+    """
+    host = host or get_host()
+    check_new_run_dir(output, overwrite)
+    device = resolve_device(train_config.device)
+    signal, signal_type = load_signal(path, signal_name, host)
+    model_config = plan_model(signal, signal_type, model_options)
+    sampler_name = train_config.sampler
+    loss = host.loss(loss_name or signal_type.loss)
+    sampler = host.sampler(sampler_name)
+    model = build_model(model_config)
+    started = time.perf_counter()
+    result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
+    model = result.model
+
+    reconstruction = evaluate(model, signal.coordinates())
+    train_mask = torch.zeros(signal.samples, dtype=torch.bool)
+    train_mask[result.train_index] = True
+    metrics: dict[str, Any] = {"psnr": psnr(reconstruction[train_mask], signal.values[train_mask], signal.data_range)}
+    if signal_type.metrics is not None:
+        metrics.update(signal_type.metrics(signal, reconstruction, train_mask))
+    parameters = stored_parameter_count(model)
+    summary_metrics = {
+        "final": metrics,
+        "parameters": parameters,
+        "steps": result.steps,
+        "train_seconds": result.seconds,
+        "stop_reason": result.stop_reason,
+        "device": str(device),
+        "curve": result.curve,
+    }
+    config = {
+        "inrkit_version": __version__,
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+        "loss": loss.name,
+        "signal": {
+            **signal.geometry(),
+            "metadata": signal.metadata,
+            "source": str(Path(path).resolve()),
+            "source_sha256": file_sha256(Path(path)),
+            "signal_type": signal_type.name,
+            "exporter": signal_type.exporter,
+        },
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)},
+    }
+    with staged_run_dir(output, overwrite) as staging:
+        save_run(staging, model.cpu(), config, summary_metrics)
+        if signal_type.exporter:
+            exporter = host.exporter(signal_type.name, signal_type.exporter)
+            request = ExportRequest(
+                evaluate=lambda coords: evaluate(model, coords),
+                geometry=config["signal"],
+                metadata=signal.metadata,
+                path=staging / f"reconstruction{exporter.extensions[0]}",
+            )
+            exporter.export(request)
+        if signal_type.previews is not None:
+            signal_type.previews(signal, reconstruction, staging)
+    summary_metrics["total_seconds"] = time.perf_counter() - started
+    return FitSummary(Path(output), parameters, summary_metrics, result, model_config)
+
+
+def export_run(
+    run_dir: Path,
+    output: Path,
+    options: dict[str, Any] | None = None,
+    exporter_name: str | None = None,
+    host: Host | None = None,
+    device: str = "auto",
+) -> Path:
+    """Re-render a saved model through an exporter chosen by name or by ``output``'s extension."""
+    host = host or get_host()
+    run = load_run(run_dir)
+    signal_info = run.signal
+    kind = signal_info.get("signal_type") or signal_info.get("kind")
+    if not kind:
+        raise ConfigError(f"{run_dir}/config.json does not say which signal type it holds")
+    exporter = host.exporter(kind, exporter_name, None if exporter_name else Path(output))
+    model = run.model.to(resolve_device(device))
+    request = ExportRequest(
+        evaluate=lambda coords: evaluate(model, coords),
+        geometry=signal_info,
+        metadata=signal_info.get("metadata", {}),
+        path=Path(output),
+        options=options or {},
+    )
+    exporter.export(request)
+    return Path(output)
+
+
+__all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model"]

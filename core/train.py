@@ -1,0 +1,300 @@
+"""The training loop.
+
+:func:`fit` trains any model ``[B, d] -> [B, channels]`` on a
+:class:`~inrkit.signal.Signal` with Adam, stopping at whichever comes first
+of a step count, a wall-clock budget and a target PSNR. It calls the
+observer hooks (``inrkit_fit_start``, ``inrkit_step_end``, ``inrkit_fit_end``)
+and never prints.
+
+Speed: the input layer's frequencies are frozen, so for a model with a
+:class:`~inrkit.model.LatticeSine` input and batches drawn from the signal's
+own samples, ``sin(omega . x)`` and ``cos(omega . x)`` are computed once and a
+step costs two multiply-adds per input activation plus the hidden matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from inrkit.config import TrainConfig
+from inrkit.errors import ConfigError, InrkitError
+from inrkit.metrics import psnr_from_mse
+from inrkit.model import SinusoidalINR, stored_parameter_count
+from inrkit.plugin import Batch, FitContext, SamplerContext
+from inrkit.signal import Signal
+
+#: Largest cached input-layer basis (sin and cos together), in bytes.
+BASIS_CACHE_BYTES = 2 << 30
+#: Coordinates per chunk when evaluating a model for export or metrics.
+EVAL_CHUNK = 1 << 16
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; validates explicit names.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name or a CUDA device that is not there.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return device
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, coords: torch.Tensor, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+    """Evaluate ``model`` on ``[N, d]`` coordinates in chunks; returns ``[N, channels]`` on the CPU.
+
+    Memory is bounded by ``chunk`` rows of activations whatever ``N`` is.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    parts = [model(coords[i : i + chunk].to(device)).float().cpu() for i in range(0, coords.shape[0], chunk)]
+    model.train(was_training)
+    return torch.cat(parts, dim=0)
+
+
+def holdout_split(samples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic split of ``range(samples)`` into (train, held-out) index tensors."""
+    if fraction <= 0:
+        return torch.arange(samples), torch.empty(0, dtype=torch.long)
+    order = torch.randperm(samples, generator=torch.Generator().manual_seed(seed + 7))
+    held = max(1, int(round(fraction * samples)))
+    if held >= samples:
+        raise ConfigError(f"holdout {fraction} leaves no sample to train on; use a smaller fraction")
+    return order[held:].sort().values, order[:held].sort().values
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    model:
+        The trained model (on the training device).
+    curve:
+        One dict per recorded step: ``step``, ``seconds``, ``loss``, ``psnr``, ``lr``.
+    steps:
+        Optimiser steps taken.
+    seconds:
+        Wall-clock seconds of the loop.
+    stop_reason:
+        ``steps``, ``max_seconds``, ``target_psnr`` or ``interrupted``.
+    train_index, holdout_index:
+        Sample indices used for training and held out.
+    """
+
+    model: torch.nn.Module
+    curve: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    stop_reason: str = ""
+    train_index: torch.Tensor | None = None
+    holdout_index: torch.Tensor | None = None
+
+
+class _Predictor:
+    """``predict(batch)`` for losses: cached basis when possible; remembers the last output."""
+
+    def __init__(self, model: torch.nn.Module, coords: torch.Tensor | None):
+        self.model = model
+        self.last: tuple[Batch, torch.Tensor] | None = None
+        self._basis = None
+        self._gathered: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        if coords is not None and isinstance(model, SinusoidalINR):
+            need = 2 * coords.shape[0] * model.input.frequencies.shape[0] * 4
+            if need <= BASIS_CACHE_BYTES:
+                with torch.no_grad():
+                    self._basis = model.input.basis(coords)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        if self._basis is not None and batch.index is not None:
+            if self._gathered is None or self._gathered[0] is not batch.index:
+                sin_part, cos_part = self._basis
+                everything = batch.index.numel() == sin_part.shape[0] and torch.equal(
+                    batch.index, torch.arange(sin_part.shape[0], device=batch.index.device)
+                )
+                if everything:
+                    self._gathered = (batch.index, sin_part, cos_part)
+                else:
+                    self._gathered = (batch.index, sin_part[batch.index], cos_part[batch.index])
+            _, sin_part, cos_part = self._gathered
+            output = self.model.from_features(self.model.input.from_basis(sin_part, cos_part))
+        else:
+            output = self.model(batch.coords)
+        self.last = (batch, output)
+        return output
+
+
+def _lr_at(config: TrainConfig, step: int, seconds: float) -> float:
+    progress = 0.0
+    if config.steps:
+        progress = max(progress, step / config.steps)
+    if config.max_seconds:
+        progress = max(progress, seconds / config.max_seconds)
+    progress = min(progress, 1.0)
+    return config.lr * (config.lr_final / config.lr) ** progress
+
+
+def fit(
+    model: torch.nn.Module,
+    signal: Signal,
+    config: TrainConfig,
+    loss: Callable[[FitContext, Batch], torch.Tensor],
+    make_sampler: Callable[[SamplerContext], Callable[[int], Batch]],
+    hook: Any = None,
+    device: torch.device | None = None,
+) -> FitResult:
+    """Train ``model`` on ``signal``.
+
+    Parameters
+    ----------
+    model:
+        Maps ``[B, d]`` coordinates to ``[B, channels]``; moved to ``device``.
+        If it has ``project_()``, it is called after every optimiser step.
+    signal:
+        The signal to fit.
+    config:
+        Stopping rules, learning rate and schedule, batch size, hold-out, seed.
+    loss:
+        ``loss(FitContext, Batch) -> scalar``.
+    make_sampler:
+        Sampler factory (see :class:`~inrkit.plugin.SamplerType`).
+    hook:
+        A pluggy hook relay (``host.pm.hook``) for the observer hooks, or None.
+    device:
+        Training device; default :func:`resolve_device` of ``config.device``.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InrkitError
+        When the loss becomes NaN or infinite (diverged training).
+    """
+    device = device or resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_index, holdout_index = holdout_split(signal.samples, config.holdout, config.seed)
+
+    model.to(device)
+    on_device = Signal(
+        kind=signal.kind,
+        values=signal.values.to(device),
+        nyquist=signal.nyquist,
+        data_range=signal.data_range,
+        grid_shape=signal.grid_shape,
+        extent=signal.extent,
+        points=None if signal.points is None else signal.points.to(device),
+        metadata=signal.metadata,
+        source=signal.source,
+    )
+    sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
+    coords = on_device.coordinates().to(device)
+    predictor = _Predictor(model, coords)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    project = getattr(model, "project_", None)
+    check_every = 1 if device.type == "cpu" else 10
+    result = FitResult(model=model, train_index=train_index, holdout_index=holdout_index)
+    if hook is not None:
+        hook.inrkit_fit_start(
+            info={"signal": signal, "model": model, "config": config, "device": device,
+                  "parameters": stored_parameter_count(model)}
+        )
+
+    start = time.perf_counter()
+    step = 0
+    try:
+        while True:
+            seconds = time.perf_counter() - start
+            if config.steps is not None and step >= config.steps:
+                result.stop_reason = "steps"
+                break
+            if config.max_seconds is not None and seconds >= config.max_seconds:
+                result.stop_reason = "max_seconds"
+                break
+            lr = _lr_at(config, step, seconds)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = sampler(step)
+            predictor.last = None
+            value = loss(FitContext(model, on_device, predictor, step), batch)
+            record = step % check_every == 0 or (config.steps is not None and step == config.steps - 1)
+            if record:
+                loss_value = float(value.detach())
+                if not math.isfinite(loss_value):
+                    raise InrkitError(
+                        f"training diverged at step {step} (loss {loss_value}); lower --lr (now {config.lr:g})"
+                    )
+                psnr = math.nan
+                if predictor.last is not None:
+                    seen, output = predictor.last
+                    mse = float(torch.mean((output.detach() - seen.target) ** 2))
+                    psnr = psnr_from_mse(mse, signal.data_range)
+                point = {"step": step, "seconds": seconds, "loss": loss_value, "psnr": psnr, "lr": lr}
+                result.curve.append(point)
+                if hook is not None:
+                    progress = _progress(config, step, seconds, psnr)
+                    hook.inrkit_step_end(step={**point, "progress": progress, "model": model})
+                if config.target_psnr is not None and psnr >= config.target_psnr:
+                    if config.batch_size is None or _full_psnr(predictor, on_device, train_index) >= config.target_psnr:
+                        result.stop_reason = "target_psnr"
+                        break
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            if project is not None:
+                project()
+            step += 1
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"
+    result.steps = step
+    result.seconds = time.perf_counter() - start
+    if hook is not None:
+        hook.inrkit_fit_end(result=result)
+    return result
+
+
+def _progress(config: TrainConfig, step: int, seconds: float, psnr: float) -> float:
+    parts = []
+    if config.steps:
+        parts.append(step / config.steps)
+    if config.max_seconds:
+        parts.append(seconds / config.max_seconds)
+    if config.target_psnr and math.isfinite(psnr):
+        parts.append(max(0.0, psnr) / config.target_psnr)
+    return min(1.0, max(parts)) if parts else 0.0
+
+
+def _full_psnr(predictor: _Predictor, signal: Signal, train_index: torch.Tensor) -> float:
+    device = signal.values.device
+    index = train_index.to(device)
+    with torch.no_grad():
+        batch = Batch(coords=signal.coordinates().to(device)[index], target=signal.values[index], index=index)
+        saved = predictor.last
+        output = predictor(batch)
+        predictor.last = saved
+        mse = float(torch.mean((output - batch.target) ** 2))
+    return psnr_from_mse(mse, signal.data_range)

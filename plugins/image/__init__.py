@@ -1,0 +1,114 @@
+"""Built-in image signal: PNG/JPEG/TIFF/BMP/WebP in, PNG/TIFF out.
+
+Registers the signal type ``image``, its metrics (PSNR, SSIM, hold-out PSNR),
+a comparison picture for the run directory, and the ``png`` and ``tiff``
+exporters. Uses only the public plugin API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inrkit.plugin import (
+    ConfigError,
+    ExporterType,
+    ExportRequest,
+    Signal,
+    SignalType,
+    grid_coordinates,
+    hookimpl,
+    psnr,
+)
+from inrkit.plugins.image.io import load_image, save_image, to_pixels
+from inrkit.plugins.image.quality import comparison_picture, ssim
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
+
+
+def image_metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch.Tensor) -> dict[str, float]:
+    """PSNR on the training pixels, on the held-out pixels (if any), on all pixels, and SSIM."""
+    target = signal.values
+    result = {
+        "psnr": psnr(reconstruction[train_mask], target[train_mask], signal.data_range),
+        "psnr_all": psnr(reconstruction, target, signal.data_range),
+    }
+    if (~train_mask).any():
+        result["test_psnr"] = psnr(reconstruction[~train_mask], target[~train_mask], signal.data_range)
+    height, width = signal.grid_shape
+    if min(height, width) >= 11:
+        shape = (height, width, signal.channels)
+        result["ssim"] = ssim(reconstruction.reshape(shape), target.reshape(shape), signal.data_range)
+    return result
+
+
+def image_previews(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) -> list[Path]:
+    """``comparison.png``: target, reconstruction and error side by side."""
+    shape = (*signal.grid_shape, signal.channels)
+    target = ((signal.values.reshape(shape).numpy() + 1) / 2).clip(0, 1)
+    recon = ((reconstruction.reshape(shape).numpy() + 1) / 2).clip(0, 1)
+    path = run_dir / "comparison.png"
+    save_image(comparison_picture(target, recon), path)
+    return [path]
+
+
+def _resolution(request: ExportRequest) -> tuple[int, int]:
+    requested = request.options.get("resolution")
+    if requested is None:
+        return tuple(request.geometry["grid_shape"])
+    if len(requested) != 2 or any(int(n) < 1 for n in requested):
+        raise ConfigError(f"image resolution needs two positive numbers WIDTHxHEIGHT, got {requested}")
+    width, height = (int(n) for n in requested)
+    return height, width
+
+
+def _render(request: ExportRequest) -> tuple[torch.Tensor, tuple[int, int]]:
+    shape = _resolution(request)
+    if shape[0] * shape[1] > 1 << 28:
+        raise ConfigError(f"resolution {shape[1]}x{shape[0]} is too large (over 268 million pixels)")
+    coords = grid_coordinates(shape, request.geometry["extent"])
+    return request.evaluate(coords), shape
+
+
+def export_png(request: ExportRequest) -> None:
+    """Render the model on a ``WIDTHxHEIGHT`` grid (default: the source's) and write a PNG.
+
+    8-bit sources give 8-bit PNGs, 16-bit sources 16-bit PNGs; float sources
+    are written as 16-bit grayscale over their original range.
+    """
+    values, shape = _render(request)
+    metadata: dict[str, Any] = dict(request.metadata)
+    if metadata.get("mode") == "F":
+        metadata["mode"] = "I;16"
+    save_image(to_pixels(values, shape, metadata), request.path)
+
+
+def export_tiff(request: ExportRequest) -> None:
+    """Like :func:`export_png` but TIFF, which keeps float images as 32-bit floats."""
+    values, shape = _render(request)
+    save_image(to_pixels(values, shape, dict(request.metadata)), request.path)
+
+
+@hookimpl
+def inrkit_register_signals(register):
+    register(
+        SignalType(
+            name="image",
+            load=load_image,
+            extensions=EXTENSIONS,
+            description="2D images via Pillow (grayscale, RGB, RGBA, palette, 16-bit)",
+            exporter="png",
+            metrics=image_metrics,
+            previews=image_previews,
+            bandlimit_fraction=1.0 / 3.0,
+            params_fraction=0.25,
+        )
+    )
+
+
+@hookimpl
+def inrkit_register_exporters(register):
+    register(ExporterType("png", "image", (".png",), export_png, "PNG at the native or any resolution"))
+    register(ExporterType("tiff", "image", (".tif", ".tiff"), export_tiff, "TIFF (keeps float images as float)"))

@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+
+from inrkit.config import ModelConfig
+from inrkit.model import BoundedSine, Siren, SinusoidalINR, build_model, stored_parameter_count
+from inrkit.sizing import stored_count, widths_for_params
+
+
+def config(**overrides):
+    base = dict(dims=2, out_channels=3, input_frequencies=24, width=16, bandlimit=(12, 12), low_bandlimit=(4, 4))
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_model_is_periodic_with_period_p(dims):
+    limit = {1: 40, 2: 9, 3: 5}[dims]
+    cfg = config(dims=dims, bandlimit=(limit,) * dims, low_bandlimit=(3,) * dims, period=4.0)
+    model = build_model(cfg).double()
+    x = torch.rand(64, dims, dtype=torch.float64) * 2 - 1
+    for axis in range(dims):
+        shift = torch.zeros(dims, dtype=torch.float64)
+        shift[axis] = cfg.period
+        assert torch.allclose(model(x), model(x + shift), atol=1e-9)
+    # ...and not periodic with half the period (a frequency of 1 is always present).
+    shift = torch.zeros(dims, dtype=torch.float64)
+    shift[0] = cfg.period / 2
+    assert not torch.allclose(model(x), model(x + shift), atol=1e-3)
+
+
+def test_cached_basis_equals_direct_evaluation():
+    model = build_model(config()).double()
+    x = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
+    sin_part, cos_part = model.input.basis(x)
+    assert torch.allclose(model.input.from_basis(sin_part, cos_part), model.input(x), atol=1e-12)
+
+
+def test_input_layer_matches_closed_form():
+    model = build_model(config(dims=1, bandlimit=(40,), low_bandlimit=(5,))).double()
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64).unsqueeze(1)
+    f = model.input.frequencies.double()
+    phi = model.input.phases.detach()
+    expected = torch.sin(2 * math.pi * x * f[:, 0] / 4.0 + phi)
+    assert torch.allclose(model.input(x), expected, atol=1e-12)
+
+
+def test_frequencies_are_frozen():
+    model = build_model(config())
+    names = {name for name, _ in model.named_parameters()}
+    assert "input.frequencies" not in names and "input.phases" in names
+    assert "input.frequencies" in model.state_dict()
+
+
+@pytest.mark.parametrize("mode", ["project", "tanh"])
+def test_bounds_hold_after_aggressive_training(mode):
+    cfg = config(bound_mode=mode, c_low=0.8, c_high=0.3)
+    model = build_model(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.2)
+    x, y = torch.rand(128, 2) * 2 - 1, torch.rand(128, 3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        torch.mean((model(x) - y) ** 2).backward()
+        optimizer.step()
+        model.project_()
+    layer = model.hidden[0]
+    scaled = layer.scaled_weight().detach().abs()
+    freqs = model.input.frequencies
+    low = (freqs.abs() <= 4).all(dim=1)
+    bound = torch.where(low, torch.tensor(0.8), torch.tensor(0.3))
+    if mode == "project":
+        assert (scaled <= bound + 1e-6).all()
+        # the bound is active: the optimiser pushed some weights onto it
+        assert (scaled >= bound - 1e-6).any()
+    else:
+        assert (scaled <= layer.effective_bounds() + 1e-6).all()
+
+
+def test_stored_count_closed_form_matches_model():
+    for cfg in [config(), config(hidden_layers=2), config(bound_mode="tanh"), config(architecture="siren", hidden_layers=3)]:
+        model = build_model(cfg)
+        expected = stored_count(cfg.architecture, cfg.dims, cfg.out_channels, cfg.input_frequencies, cfg.width, cfg.hidden_layers, cfg.bound_mode)
+        assert stored_parameter_count(model) == expected
+
+
+@pytest.mark.parametrize("architecture, layers", [("lattice", 1), ("siren", 3), ("lattice", 2)])
+def test_widths_for_params_is_the_largest_under_budget(architecture, layers):
+    budget = 12000
+    m, n = widths_for_params(budget, architecture, 2, 1, layers)
+    assert stored_count(architecture, 2, 1, m, n, layers) <= budget
+    assert stored_count(architecture, 2, 1, round(n + 1) if architecture == "siren" else m + 1, n + 1, layers) > budget
+
+
+def test_siren_first_layer_initialisation():
+    model = Siren(config(architecture="siren", width=64, bandlimit=(), low_bandlimit=()))
+    first = model.layers[0].weight
+    assert first.abs().max() <= 1 / 2 + 1e-6
+    assert isinstance(build_model(config(architecture="siren")), Siren)
+    assert isinstance(build_model(config(architecture="uniform")), SinusoidalINR)
+
+
+def test_bounded_sine_initialisation_respects_bound():
+    layer = BoundedSine(10, 50, torch.full((10,), 0.05), omega_g=30.0)
+    assert layer.scaled_weight().abs().max() <= 0.05 + 1e-7

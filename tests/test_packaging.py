@@ -1,0 +1,84 @@
+"""The wheel ships every subpackage; the repo layout does not leak top-level names."""
+
+import ast
+import importlib.util
+import inspect
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+MAPPING = PYPROJECT["tool"]["setuptools"]["package-dir"]
+
+
+def source_packages():
+    found = set()
+    for name, folder in MAPPING.items():
+        base = ROOT / folder
+        for init in base.rglob("__init__.py"):
+            relative = init.parent.relative_to(base)
+            parts = [] if str(relative) == "." else list(relative.parts)
+            dotted = ".".join([name, *parts])
+            if not any(dotted.startswith(other + ".") or dotted == other for other in MAPPING if other != name and other.startswith(name + ".")):
+                found.add(dotted)
+    return found
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    missing = source_packages() - set(PYPROJECT["tool"]["setuptools"]["packages"])
+    assert not missing, f"add to [tool.setuptools] packages: {sorted(missing)}"
+
+
+def test_every_python_folder_is_a_package():
+    for folder in MAPPING.values():
+        for path in (ROOT / folder).rglob("*.py"):
+            assert (path.parent / "__init__.py").exists() or path.parent == ROOT / folder, path
+
+
+def test_repo_folders_are_not_importable_as_top_level_names():
+    for name in ("core", "cli", "plugins"):
+        assert importlib.util.find_spec(name) is None, f"{name} must only be importable as inrkit.*"
+
+
+def test_datasets_is_not_a_package():
+    assert not (ROOT / "datasets" / "__init__.py").exists()
+
+
+def imports_of(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def test_core_knows_no_plugin_and_never_prints():
+    for path in (ROOT / "core").rglob("*.py"):
+        for module in imports_of(path):
+            assert not module.startswith(("inrkit.plugins", "inrkit.cli", "typer")), f"{path}: imports {module}"
+        text = path.read_text()
+        assert not re.search(r"^\s*print\(|sys\.exit\(", text, re.M), f"{path} prints or exits"
+
+
+def test_builtin_plugins_use_only_the_public_api():
+    allowed = ("inrkit.plugin", "inrkit.errors", "inrkit.plugins")
+    for path in (ROOT / "plugins").rglob("*.py"):
+        for module in imports_of(path):
+            if module.startswith("inrkit"):
+                assert module.startswith(allowed), f"{path}: private import {module}"
+        assert not re.search(r"^\s*print\(|sys\.exit\(", path.read_text(), re.M), f"{path} prints or exits"
+
+
+def test_every_hook_is_documented_with_its_exact_signature():
+    from inrkit import hookspecs
+
+    readme = (ROOT / "README.md").read_text()
+    hooks = [(n, f) for n, f in vars(hookspecs).items() if n.startswith("inrkit_") and callable(f)]
+    assert len(hooks) >= 8
+    for name, function in hooks:
+        signature = f"{name}{inspect.signature(function)}".replace("'", "")
+        assert signature in readme, f"README must document `{signature}`"
