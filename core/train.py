@@ -139,7 +139,7 @@ class _Predictor:
                 else:
                     self._gathered = (batch.index, sin_part[batch.index], cos_part[batch.index])
             _, sin_part, cos_part = self._gathered
-            output = self.model.from_features(self.model.input.from_basis(sin_part, cos_part))
+            output = self.model.from_basis(sin_part, cos_part)
         else:
             output = self.model(batch.coords)
         self.last = (batch, output)

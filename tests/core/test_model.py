@@ -103,3 +103,30 @@ def test_siren_first_layer_initialisation():
 def test_bounded_sine_initialisation_respects_bound():
     layer = BoundedSine(10, 50, torch.full((10,), 0.05), omega_g=30.0)
     assert layer.scaled_weight().abs().max() <= 0.05 + 1e-7
+
+
+@pytest.mark.parametrize("mode", ["project", "tanh"])
+def test_fast_basis_path_matches_autograd_in_float64(mode):
+    model = build_model(config(bound_mode=mode, hidden_layers=2)).double()
+    x = torch.rand(40, 2, dtype=torch.float64) * 2 - 1
+    target = torch.rand(40, 3, dtype=torch.float64)
+    sin_part, cos_part = model.input.basis(x)
+    fast = model.from_basis(sin_part, cos_part)
+    direct = model(x)
+    assert torch.allclose(fast, direct, atol=1e-12)
+    grads = []
+    for output in (fast, direct):
+        model.zero_grad()
+        torch.mean((output - target) ** 2).backward(retain_graph=True)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-12), name
+
+
+def test_fast_basis_function_passes_gradcheck():
+    from inrkit.model import _BasisLinear
+
+    s, c = torch.rand(7, 5, dtype=torch.float64), torch.rand(7, 5, dtype=torch.float64)
+    phases = torch.rand(5, dtype=torch.float64, requires_grad=True)
+    weight = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, w: _BasisLinear.apply(s, c, p, w), (phases, weight))
