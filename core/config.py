@@ -9,7 +9,7 @@ Both validate on construction and round-trip through plain JSON dicts.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from inrkit.errors import ConfigError
@@ -176,7 +176,6 @@ class TrainConfig:
     holdout: float = 0.0
     seed: int = 0
     device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.steps is None and self.max_seconds is None and self.target_psnr is None:
