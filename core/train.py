@@ -26,6 +26,7 @@ from inrkit.config import TrainConfig
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
+from inrkit.optim import Adam
 from inrkit.plugin import Batch, FitContext, SamplerContext
 from inrkit.signal import Signal
 
@@ -214,7 +215,7 @@ def fit(
     sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
     coords = on_device.coordinates().to(device)
     predictor = _Predictor(model, coords)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = Adam(model.parameters(), lr=config.lr)
     project = getattr(model, "project_", None)
     check_every = 1 if device.type == "cpu" else 10
     result = FitResult(model=model, train_index=train_index, holdout_index=holdout_index)
@@ -236,8 +237,7 @@ def fit(
                 result.stop_reason = "max_seconds"
                 break
             lr = _lr_at(config, step, seconds)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            optimizer.lr = lr
             batch = sampler(step)
             predictor.last = None
             value = loss(FitContext(model, on_device, predictor, step), batch)
@@ -262,7 +262,7 @@ def fit(
                     if config.batch_size is None or _full_psnr(predictor, on_device, train_index) >= config.target_psnr:
                         result.stop_reason = "target_psnr"
                         break
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             value.backward()
             optimizer.step()
             if project is not None:
