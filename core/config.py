@@ -69,6 +69,10 @@ class ModelConfig:
         (``omega_g W = c tanh(V)`` with trainable per-column ``c``).
     siren_omega0:
         First-layer frequency scale of the ``siren`` baseline.
+    output_offset, output_scale:
+        Per-channel affine map applied after the head,
+        ``f = offset + scale * L(S(D(x)))``, so the network works on values
+        of order one whatever the signal's units (default: identity).
     seed:
         Seed of the initialisation.
     """
@@ -88,9 +92,17 @@ class ModelConfig:
     omega_g: float = 30.0
     bound_mode: str = "project"
     siren_omega0: float = 30.0
+    output_offset: tuple[float, ...] = ()
+    output_scale: tuple[float, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.output_offset = tuple(float(v) for v in self.output_offset) or (0.0,) * self.out_channels
+        self.output_scale = tuple(float(v) for v in self.output_scale) or (1.0,) * self.out_channels
+        if len(self.output_offset) != self.out_channels or len(self.output_scale) != self.out_channels:
+            raise ConfigError(f"output offset and scale need {self.out_channels} values (one per channel)")
+        if not all(math.isfinite(v) for v in (*self.output_offset, *self.output_scale)) or min(self.output_scale) <= 0:
+            raise ConfigError("output offset must be finite and output scale finite and positive")
         self.bandlimit = tuple(int(b) for b in self.bandlimit)
         self.low_bandlimit = tuple(int(b) for b in self.low_bandlimit)
         _positive_int("dims", self.dims)
@@ -121,6 +133,8 @@ class ModelConfig:
         data = asdict(self)
         data["bandlimit"] = list(self.bandlimit)
         data["low_bandlimit"] = list(self.low_bandlimit)
+        data["output_offset"] = list(self.output_offset)
+        data["output_scale"] = list(self.output_scale)
         return data
 
     @classmethod

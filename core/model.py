@@ -162,6 +162,18 @@ class BoundedSine(nn.Module):
         return torch.sin(inputs @ self.scaled_weight().T + self.omega_g * self.bias)
 
 
+class OutputMap(nn.Module):
+    """Per-channel ``offset + scale * y`` after the linear head (buffers, saved with the model)."""
+
+    def __init__(self, offset: tuple[float, ...], scale: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.offset.to(values.dtype), values, self.scale.to(values.dtype))
+
+
 def _head(width: int, channels: int, omega_g: float, generator: torch.Generator | None) -> nn.Linear:
     head = nn.Linear(width, channels)
     limit = math.sqrt(6.0 / width) / omega_g
@@ -197,12 +209,13 @@ class SinusoidalINR(nn.Module):
             layers.append(BoundedSine(config.width, config.width, deep_bounds, config.omega_g, config.bound_mode, generator))
         self.hidden = nn.ModuleList(layers)
         self.head = _head(config.width, config.out_channels, config.omega_g, generator)
+        self.output = OutputMap(config.output_offset, config.output_scale)
 
     def from_features(self, features: torch.Tensor) -> torch.Tensor:
         """``L(S(y))`` for input-layer activations ``y = D(x)`` of shape ``[N, m]``."""
         for layer in self.hidden:
             features = layer(features)
-        return self.head(features)
+        return self.output(self.head(features))
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return self.from_features(self.input(coords))
@@ -217,7 +230,7 @@ class SinusoidalINR(nn.Module):
         features = torch.sin(pre + first.omega_g * first.bias)
         for layer in self.hidden[1:]:
             features = layer(features)
-        return self.head(features)
+        return self.output(self.head(features))
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -253,12 +266,13 @@ class Siren(nn.Module):
                 layer.bias.copy_((torch.rand(fan_out, generator=generator) * 2 - 1) * bias_limit)
             self.layers.append(layer)
         self.head = _head(width, config.out_channels, omega0, generator)
+        self.output = OutputMap(config.output_offset, config.output_scale)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         features = coords
         for layer in self.layers:
             features = torch.sin(self.config.siren_omega0 * layer(features))
-        return self.head(features)
+        return self.output(self.head(features))
 
     def project_(self) -> None:
         """SIREN has no bounds; present so trainers treat every model alike."""

@@ -136,7 +136,12 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         inputs, width = widths_for_params(
             budget, options.architecture, signal.dims, signal.channels, layers, options.input_ratio, options.bound_mode
         )
+    low_values, high_values = signal.values.min(dim=0).values, signal.values.max(dim=0).values
+    half_range = ((high_values - low_values) / 2).clamp(min=1e-12)
+    half_range = torch.where(high_values > low_values, half_range, torch.ones_like(half_range))
     return ModelConfig(
+        output_offset=tuple(((low_values + high_values) / 2).tolist()),
+        output_scale=tuple(half_range.tolist()),
         dims=signal.dims,
         out_channels=signal.channels,
         input_frequencies=inputs,

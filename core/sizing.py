@@ -37,7 +37,7 @@ def stored_count(
         ``tanh`` stores one extra trainable bound per column of each hidden layer.
     """
     m, n = input_frequencies, width
-    head = n * channels + channels
+    head = n * channels + channels + 2 * channels  # weights, bias, output offset and scale
     if architecture == "siren":
         return (dims * n + n) + hidden_layers * (n * n + n) + head
     per_column = 1 if bound_mode == "tanh" else 0

@@ -64,9 +64,10 @@ def test_core_knows_no_plugin_and_never_prints():
         assert not re.search(r"^\s*print\(|sys\.exit\(", text, re.M), f"{path} prints or exits"
 
 
-def test_builtin_plugins_use_only_the_public_api():
-    allowed = ("inrkit.plugin", "inrkit.errors", "inrkit.plugins")
-    for path in (ROOT / "plugins").rglob("*.py"):
+@pytest.mark.parametrize("folder, own", [("plugins", "inrkit.plugins"), ("examples/inrkit-csv/inrkit_csv", "inrkit_csv")])
+def test_plugins_use_only_the_public_api(folder, own):
+    allowed = ("inrkit.plugin", "inrkit.errors", own)
+    for path in (ROOT / folder).rglob("*.py"):
         for module in imports_of(path):
             if module.startswith("inrkit"):
                 assert module.startswith(allowed), f"{path}: private import {module}"
@@ -82,3 +83,14 @@ def test_every_hook_is_documented_with_its_exact_signature():
     for name, function in hooks:
         signature = f"{name}{inspect.signature(function)}".replace("'", "")
         assert signature in readme, f"README must document `{signature}`"
+
+
+def test_public_plugin_api_and_testing_kit_are_documented():
+    import inrkit.plugin
+    import inrkit.testing
+
+    readme = (ROOT / "README.md").read_text()
+    for name in inrkit.plugin.__all__:
+        assert f"`{name}`" in readme, f"README's plugin guide must name inrkit.plugin.{name}"
+    for name in ("assert_plugin_discovered", "assert_fit_converges", "assert_export_round_trip", "fake_distribution", "inrkit_host", "inrkit_env"):
+        assert hasattr(inrkit.testing, name) and name in readme, name

@@ -1,20 +1,8 @@
-import textwrap
-
 import pytest
 
 from inrkit.errors import ConfigError, PluginError
 from inrkit.host import Host, get_host
-
-
-def fake_distribution(root, dist, entries, modules):
-    """An installed distribution on sys.path: a .dist-info with entry points, plus its modules."""
-    info = root / f"{dist}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entries.items())
-    (info / "entry_points.txt").write_text(f"[inrkit]\n{lines}\n")
-    for name, source in modules.items():
-        (root / f"{name}.py").write_text(textwrap.dedent(source))
+from inrkit.testing import fake_distribution
 
 
 SIGNAL_PLUGIN = """

@@ -130,3 +130,21 @@ def test_fast_basis_function_passes_gradcheck():
     phases = torch.rand(5, dtype=torch.float64, requires_grad=True)
     weight = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p, w: _BasisLinear.apply(s, c, p, w), (phases, weight))
+
+
+def test_output_map_is_offset_plus_scale_times_head():
+    plain = build_model(config())
+    mapped = build_model(config(output_offset=(1.0, -2.0, 100.0), output_scale=(2.0, 0.5, 1000.0)))
+    x = torch.rand(9, 2) * 2 - 1
+    expected = torch.tensor([1.0, -2.0, 100.0]) + torch.tensor([2.0, 0.5, 1000.0]) * plain(x)
+    assert torch.allclose(mapped(x), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_planner_maps_outputs_to_the_signal_range():
+    from inrkit.pipeline import ModelOptions, plan_model
+    from inrkit.plugin import Signal, SignalType, grid_extent, grid_nyquist
+
+    values = torch.stack([torch.linspace(900, 1100, 50), torch.full((50,), 3.0)], dim=1)
+    signal = Signal("t", values, grid_nyquist((50,), grid_extent((50,))), 200.0, grid_shape=(50,))
+    cfg = plan_model(signal, SignalType("t", load=lambda p: signal), ModelOptions(params=500))
+    assert cfg.output_offset == pytest.approx((1000.0, 3.0)) and cfg.output_scale == pytest.approx((100.0, 1.0))
