@@ -66,10 +66,11 @@ def evaluate(model: torch.nn.Module, coords: torch.Tensor, chunk: int = EVAL_CHU
 
     Memory is bounded by ``chunk`` rows of activations whatever ``N`` is.
     """
-    device = next(model.parameters()).device
+    reference = next(model.parameters())
+    device, dtype = reference.device, reference.dtype
     was_training = model.training
     model.eval()
-    parts = [model(coords[i : i + chunk].to(device)).float().cpu() for i in range(0, coords.shape[0], chunk)]
+    parts = [model(coords[i : i + chunk].to(device, dtype)).cpu() for i in range(0, coords.shape[0], chunk)]
     model.train(was_training)
     return torch.cat(parts, dim=0)
 
