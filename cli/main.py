@@ -89,7 +89,7 @@ def fit(
     hidden_layers: Annotated[Optional[int], typer.Option(help="Bounded sine hidden layers (default 1; SIREN: 3).")] = None,
     input_ratio: Annotated[float, typer.Option(help="m / n when widths follow from --params.")] = 1.0,
     architecture: Annotated[str, typer.Option(help="lattice (the method), uniform or siren (baselines).")] = "lattice",
-    bandlimit: Annotated[Optional[int], typer.Option(help="Largest lattice frequency B per axis (default: a fraction of Nyquist).")] = None,
+    bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B per axis, or 'auto' (from the signal's spectrum); default a fraction of Nyquist.")] = None,
     low_bandlimit: Annotated[Optional[int], typer.Option(help="Extent L of the dense low-frequency block (default B/3).")] = None,
     c_low: Annotated[float, typer.Option(help="Bound on hidden weights of low-frequency columns.")] = 1.0,
     c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = 0.6,
@@ -108,6 +108,7 @@ def fit(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    spectrum_every: Annotated[Optional[int], typer.Option(help="Record the reconstruction's spectrum every N steps into spectrum_steps.png.")] = None,
 ) -> None:
     """Fit a sinusoidal INR to a signal file and write a run directory.
 
@@ -123,6 +124,10 @@ def fit(
 
         if steps is None and max_seconds is None and target_psnr is None:
             steps = 2000
+        if bandlimit is not None and bandlimit != "auto":
+            if not bandlimit.lstrip("-").isdigit():
+                _fail(f"--bandlimit must be a whole number or 'auto', got {bandlimit!r}")
+            bandlimit = int(bandlimit)
         output = output or Path("runs") / input.stem
         train_config = TrainConfig(
             steps=steps,
@@ -158,7 +163,7 @@ def fit(
         bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
         host.pm.register(bar, name="inrkit-progress")
         try:
-            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host)
+            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host, spectrum_every)
         finally:
             host.pm.unregister(bar)
         if not quiet:
@@ -196,6 +201,30 @@ def export(
 
 
 @app.command()
+def spectrum(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG picture to write.")] = Path("spectrum.png"),
+    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here (default: beside the PNG).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
+    max_order: Annotated[int, typer.Option(help="Largest |k|_1 of the predicted spectrum's terms.")] = 2,
+    tol: Annotated[float, typer.Option(help="Skip predicted terms whose amplitude bound is below this.")] = 1e-4,
+) -> None:
+    """Spectra of target, reconstruction and prediction from the weights, side by side, plus diagnostics."""
+    with _Guard():
+        from inrkit.pipeline import spectrum_of_run
+
+        if output.suffix.lower() != ".png":
+            _fail(f"-o {output} must end in .png")
+        numbers = json_output or output.with_suffix(".json")
+        summary = spectrum_of_run(run, output, numbers, input, max_order, tol)
+        noise = summary.get("noise_energy_fraction")
+        typer.echo(
+            f"wrote {output} and {numbers}: suggested bandlimit {summary['suggested_bandlimit']}"
+            + (f", energy above Nyquist {noise:.2e}" if noise is not None else "")
+        )
+
+
+@app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -214,7 +243,7 @@ def plugins(
             typer.echo(f"warning: {problem}", err=True)
 
 
-_BUILTIN_COMMANDS = {"fit", "export", "plugins"}
+_BUILTIN_COMMANDS = {"fit", "export", "spectrum", "plugins"}
 
 
 def _register_plugin_commands() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from inrkit import __version__
-from inrkit.checkpoint import check_new_run_dir, file_sha256, load_run, save_run, staged_run_dir
+from inrkit.checkpoint import atomic_output, check_new_run_dir, file_sha256, load_run, save_run, staged_run_dir, write_json
 from inrkit.config import ARCHITECTURES, ModelConfig, TrainConfig
 from inrkit.errors import ConfigError, InputError
 from inrkit.host import Host, get_host
@@ -28,6 +28,7 @@ from inrkit.metrics import psnr
 from inrkit.model import build_model, stored_parameter_count
 from inrkit.plugin import ExportRequest, SignalType
 from inrkit.signal import Signal
+from inrkit.spectrum import SpectrumRecorder, spectrum_report
 from inrkit.sizing import DEFAULT_INPUT_RATIO, stored_count, widths_for_params
 from inrkit.train import FitResult, evaluate, fit, resolve_device
 
@@ -50,8 +51,9 @@ class ModelOptions:
     input_ratio:
         ``m / n`` when widths follow from ``params``.
     bandlimit:
-        Largest integer lattice frequency per axis; default a fraction of the
-        lattice Nyquist frequency set by the signal type.
+        Largest integer lattice frequency per axis, or ``"auto"`` to derive
+        it from the signal's spectrum (:func:`inrkit.spectrum.suggest_bandlimit`);
+        default a fraction of the lattice Nyquist frequency set by the signal type.
     low_bandlimit:
         Extent of the dense low block; default ``max(1, bandlimit / 3)``.
     """
@@ -62,7 +64,7 @@ class ModelOptions:
     input_frequencies: int | None = None
     hidden_layers: int | None = None
     input_ratio: float = DEFAULT_INPUT_RATIO
-    bandlimit: int | None = None
+    bandlimit: int | str | None = None
     low_bandlimit: int | None = None
     low_fraction: float = 0.7
     c_low: float = 1.0
@@ -101,7 +103,16 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
 
     nyquist = lattice_nyquist(signal.nyquist)
-    if options.bandlimit is not None:
+    if options.bandlimit == "auto":
+        if siren:
+            raise ConfigError("--bandlimit auto applies to lattice and uniform models, not SIREN")
+        from inrkit.spectrum import suggest_bandlimit
+
+        suggested = suggest_bandlimit(signal, options.params or default_params(signal, signal_type))
+        bandlimit = tuple(min(suggested, n) for n in nyquist)
+    elif isinstance(options.bandlimit, str):
+        raise ConfigError(f"--bandlimit must be a whole number or 'auto', got {options.bandlimit!r}")
+    elif options.bandlimit is not None:
         if options.bandlimit < 1:
             raise ConfigError(f"--bandlimit must be at least 1, got {options.bandlimit}")
         if options.bandlimit > max(nyquist):
@@ -193,11 +204,15 @@ def fit_file(
     loss_name: str | None = None,
     overwrite: bool = False,
     host: Host | None = None,
+    spectrum_every: int | None = None,
 ) -> FitSummary:
     """Load ``path``, fit a model, and write a complete run directory at ``output``.
 
     The run directory is staged and renamed into place only when complete.
     An interrupted fit (Ctrl-C) still writes the model trained so far.
+    For gridded signals it also writes ``spectrum.png`` and ``spectrum.json``
+    (:func:`inrkit.spectrum.spectrum_report`) and, with ``spectrum_every``,
+    ``spectrum_steps.png``: the reconstruction's spectrum every N steps.
     """
     host = host or get_host()
     check_new_run_dir(output, overwrite)
@@ -208,8 +223,15 @@ def fit_file(
     loss = host.loss(loss_name or signal_type.loss)
     sampler = host.sampler(sampler_name)
     model = build_model(model_config)
+    recorder = SpectrumRecorder(signal, spectrum_every) if spectrum_every is not None else None
+    if recorder is not None:
+        host.pm.register(recorder, name="inrkit-spectrum-recorder")
     started = time.perf_counter()
-    result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
+    try:
+        result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
+    finally:
+        if recorder is not None:
+            host.pm.unregister(recorder)
     model = result.model
 
     reconstruction = evaluate(model, signal.coordinates())
@@ -256,8 +278,43 @@ def fit_file(
             exporter.export(request)
         if signal_type.previews is not None:
             signal_type.previews(signal, reconstruction, staging)
+        if signal.grid_shape is not None:
+            write_spectrum(model.cpu(), signal, model_config, staging / "spectrum.png", staging / "spectrum.json")
+        if recorder is not None and (strip := recorder.figure()) is not None:
+            with atomic_output(staging / "spectrum_steps.png") as temporary:
+                strip.save(temporary, format="PNG")
     summary_metrics["total_seconds"] = time.perf_counter() - started
     return FitSummary(Path(output), parameters, summary_metrics, result, model_config)
+
+
+def write_spectrum(model: torch.nn.Module, signal: Signal, model_config: ModelConfig, picture: Path,
+                   numbers: Path | None, max_order: int = 2, tol: float = 1e-4) -> dict[str, Any]:
+    """Write the spectrum picture and (optionally) its JSON (see :func:`inrkit.spectrum.spectrum_report`)."""
+    bandlimit = model_config.bandlimit or None
+    figure, summary = spectrum_report(model, signal, bandlimit, max_order=max_order, tol=tol, period=model_config.period)
+    with atomic_output(Path(picture)) as temporary:
+        figure.save(temporary, format="PNG")
+    if numbers is not None:
+        write_json(Path(numbers), summary)
+    return summary
+
+
+def spectrum_of_run(run_dir: Path, picture: Path, numbers: Path | None, source: Path | None = None,
+                    max_order: int = 2, tol: float = 1e-4, host: Host | None = None) -> dict[str, Any]:
+    """:func:`write_spectrum` for a saved run; the signal is reloaded from the run's recorded source."""
+    host = host or get_host()
+    run = load_run(run_dir)
+    recorded = run.signal.get("source")
+    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
+    if path is None or not path.exists():
+        raise InputError(
+            f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE"
+        )
+    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
+    signal = signal_type.load(path)
+    if signal.grid_shape is None:
+        raise ConfigError(f"{signal_type.name} signals are not gridded; spectrum pictures need a grid")
+    return write_spectrum(run.model, signal, run.model_config, picture, numbers, max_order, tol)
 
 
 def export_run(
@@ -288,4 +345,4 @@ def export_run(
     return Path(output)
 
 
-__all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model"]
+__all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model", "spectrum_of_run", "write_spectrum"]

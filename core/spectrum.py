@@ -30,6 +30,7 @@ import torch
 
 from inrkit.errors import ConfigError
 from inrkit.model import SinusoidalINR
+from inrkit.plugin import hookimpl
 from inrkit.signal import Signal
 
 
@@ -132,8 +133,11 @@ class PredictedSpectrum:
     terms:
         Number of multi-indices ``k`` enumerated.
     omitted_bound:
-        Largest possible ``|alpha_k(i)|`` of any multi-index left out (order
-        above ``max_order`` or bound under ``tol``), times ``max |C|``.
+        Size indication of the truncation, per output: the largest possible
+        single omitted term (order above ``max_order`` or bound under ``tol``)
+        of each layer, plus for layers after the first the amplitude of the
+        frequencies not carried, propagated through the weights and the head.
+        Not a rigorous bound on the total truncation error.
     max_order, tol:
         The truncation used.
     """
@@ -160,29 +164,26 @@ def _to_dense(frequencies: np.ndarray, values: np.ndarray, radius: int) -> np.nd
     return grid
 
 
-def _first_layer(model: SinusoidalINR) -> tuple[np.ndarray, ...]:
+def _layers(model: SinusoidalINR) -> dict:
+    """The model's numbers in float64 numpy: input layer, each hidden layer, head and output map."""
     if not isinstance(model, SinusoidalINR):
         raise ConfigError("spectrum prediction needs a lattice or uniform model (SIREN's first layer is not on a lattice)")
-    if len(model.hidden) != 1:
-        raise ConfigError(
-            f"spectrum prediction supports models with one hidden layer, this one has {len(model.hidden)}; "
-            "use the measured (FFT) spectrum instead"
-        )
-    layer = model.hidden[0]
     with torch.no_grad():
-        a = layer.scaled_weight().double().cpu().numpy()  # [n, m]
-        c = (layer.omega_g * layer.bias).double().cpu().numpy()  # [n]
-        head = model.head.weight.double().cpu().numpy()  # [channels, n]
-        head_bias = model.head.bias.double().cpu().numpy()
-        offset = model.output.offset.double().cpu().numpy()
-        scale = model.output.scale.double().cpu().numpy()
-    freqs = model.input.frequencies.long().cpu().numpy()
-    phases = model.input.phases.detach().double().cpu().numpy()
-    return a, c, head, head_bias, offset, scale, freqs, phases
+        hidden = [(layer.scaled_weight().double().cpu().numpy(), (layer.omega_g * layer.bias).double().cpu().numpy())
+                  for layer in model.hidden]
+        return {
+            "frequencies": model.input.frequencies.long().cpu().numpy(),
+            "phases": model.input.phases.detach().double().cpu().numpy(),
+            "hidden": hidden,
+            "head": model.head.weight.double().cpu().numpy(),
+            "head_bias": model.head.bias.double().cpu().numpy(),
+            "offset": model.output.offset.double().cpu().numpy(),
+            "scale": model.output.scale.double().cpu().numpy(),
+        }
 
 
 def term_amplitudes(model: SinusoidalINR, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``alpha_k(i)`` and their bounds for a set of multi-indices.
+    """Exact ``alpha_k(i)`` of the first hidden layer and their bounds, for a set of multi-indices.
 
     Returns
     -------
@@ -190,7 +191,10 @@ def term_amplitudes(model: SinusoidalINR, terms: Terms) -> tuple[np.ndarray, np.
         Both ``[T, n]`` float64: ``prod_j J_{k_j}(a_ij)`` over all ``m`` columns,
         and ``prod_j (|a_ij|/2)^|k_j| / |k_j|!``.
     """
-    a = _first_layer(model)[0]
+    return _alpha(_layers(model)["hidden"][0][0], terms)
+
+
+def _alpha(a: np.ndarray, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
     n = a.shape[0]
     j0 = bessel_j(0, a)  # [n, m]
     alpha = np.broadcast_to(np.prod(j0, axis=1), (len(terms.columns), n)).copy()
@@ -203,19 +207,78 @@ def term_amplitudes(model: SinusoidalINR, terms: Terms) -> tuple[np.ndarray, np.
     return alpha, bound
 
 
-def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6, max_terms: int = 2_000_000) -> PredictedSpectrum:
-    """Predict a one-hidden-layer model's Fourier coefficients from its weights.
+def _sine_layer(frequencies: np.ndarray, amplitude: np.ndarray, phase: np.ndarray, bias: np.ndarray,
+                max_order: int, tol: float, max_terms: int):
+    """Fourier coefficients of ``sin(sum_t r_it sin(beta_t . x + psi_it) + c_i)`` for each neuron ``i``.
+
+    Parameters
+    ----------
+    frequencies:
+        ``[F, d]`` integer lattice frequencies ``beta_t``.
+    amplitude, phase:
+        ``[n, F]`` real ``r_it`` and ``psi_it``.
+    bias:
+        ``[n]`` the constants ``c_i``.
+
+    Returns
+    -------
+    (frequencies [Q, d], coefficients [Q, n] complex, bounds [Q, n], terms, largest omitted |alpha|)
+    """
+    if np.abs(amplitude).max(initial=0) >= 2.4048:
+        raise ConfigError("sine-layer weights exceed the first zero of J_0 (2.405); the spectrum cannot be factored this way")
+    column_max = np.abs(amplitude).max(axis=0)
+    dims, neurons = frequencies.shape[1], amplitude.shape[0]
+    out_freqs, out_coef, out_bound = [], [], []
+    total = 0
+    for terms in enumerate_terms(column_max, max_order, tol, max_terms):
+        for start in range(0, len(terms.columns), 20000):
+            part = Terms(terms.columns[start : start + 20000], terms.values[start : start + 20000])
+            alpha, bound = _alpha(amplitude, part)
+            total += len(alpha)
+            if part.columns.shape[1]:
+                beta = (part.values[..., None] * frequencies[part.columns]).sum(axis=1)
+                lam = np.einsum("ts,tsn->tn", part.values.astype(np.float64), phase.T[part.columns])
+            else:
+                beta, lam = np.zeros((len(alpha), dims), np.int64), np.zeros((len(alpha), neurons))
+            coefficient = alpha * np.exp(1j * (lam + bias)) / 2j  # [T, n] at +beta; conjugate at -beta
+            out_freqs += [beta, -beta]
+            out_coef += [coefficient, np.conj(coefficient)]
+            out_bound += [bound / 2, bound / 2]
+    unique, inverse = np.unique(np.concatenate(out_freqs).astype(np.int64), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    coefficients = np.zeros((len(unique), neurons), dtype=np.complex128)
+    bounds = np.zeros((len(unique), neurons))
+    np.add.at(coefficients, inverse, np.concatenate(out_coef))
+    np.add.at(bounds, inverse, np.concatenate(out_bound))
+    omitted = max(tol, float(np.max(column_max / 2.0, initial=0.0) ** (max_order + 1) / math.factorial(max_order + 1)))
+    return unique, coefficients, bounds, total, omitted
+
+
+def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6, max_terms: int = 2_000_000,
+                     carried: int = 48) -> PredictedSpectrum:
+    """Predict a model's Fourier coefficients from its weights.
+
+    One hidden layer: the Jacobi-Anger expansion truncated at ``|k|_1 <=
+    max_order`` (terms with a bound under ``tol`` skipped). Deeper models,
+    truncated: each later layer's pre-activation is a trigonometric
+    polynomial (the previous layer's coefficients through its weights); its
+    ``carried`` strongest frequencies become that layer's "inputs" and are
+    expanded the same way, and the dropped amplitude enters
+    ``omitted_bound`` (``sin`` is 1-Lipschitz, so a dropped amplitude ``delta``
+    changes a neuron by at most ``delta``).
 
     Parameters
     ----------
     model:
-        A :class:`~inrkit.model.SinusoidalINR` with one hidden layer.
+        A :class:`~inrkit.model.SinusoidalINR`.
     max_order:
-        Largest ``|k|_1`` enumerated.
+        Largest ``|k|_1`` enumerated per layer.
     tol:
         Multi-indices whose amplitude bound is below ``tol`` are skipped.
     max_terms:
-        Refuse (ConfigError) to enumerate more multi-indices than this.
+        Refuse (ConfigError) to enumerate more multi-indices than this per layer.
+    carried:
+        Frequencies carried into each layer after the first.
 
     Returns
     -------
@@ -223,45 +286,50 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
     """
     if max_order < 0 or not tol > 0:
         raise ConfigError(f"max order must be >= 0 and tol > 0, got {max_order} and {tol}")
-    a, c, head, head_bias, offset, scale, freqs, phases = _first_layer(model)
-    if np.abs(a).max(initial=0) >= 2.4048:
-        raise ConfigError("hidden weights exceed the first zero of J_0 (2.405); the spectrum cannot be factored")
-    column_max = np.abs(a).max(axis=0)
-    all_terms = enumerate_terms(column_max, max_order, tol, max_terms)
-    dims, channels = freqs.shape[1], head.shape[0]
-    out_freqs, out_amps, out_bounds = [], [], []
-    rotate = np.exp(1j * c)  # [n]
-    for terms in all_terms:
-        for start in range(0, len(terms.columns), 50000):
-            part = Terms(terms.columns[start : start + 50000], terms.values[start : start + 50000])
-            alpha, bound = term_amplitudes(model, part)
-            beta = (part.values[..., None] * freqs[part.columns]).sum(axis=1) if part.columns.shape[1] else np.zeros((len(alpha), dims), np.int64)
-            lam = (part.values * phases[part.columns]).sum(axis=1)
-            coefficient = ((alpha * rotate) @ head.T) * (np.exp(1j * lam) / 2j)[:, None]  # [T, channels] at +beta
-            limit = (bound @ np.abs(head).T) / 2.0
-            out_freqs += [beta, -beta]
-            out_amps += [coefficient, np.conj(coefficient)]
-            out_bounds += [limit, limit]
-    frequencies = np.concatenate(out_freqs).astype(np.int64)
-    unique, inverse = np.unique(frequencies, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    amplitudes = np.zeros((len(unique), channels), dtype=np.complex128)
-    bounds = np.zeros((len(unique), channels))
-    np.add.at(amplitudes, inverse, np.concatenate(out_amps))
-    np.add.at(bounds, inverse, np.concatenate(out_bounds))
-    amplitudes *= scale
-    bounds *= scale
+    numbers = _layers(model)
+    a, c = numbers["hidden"][0]
+    freqs, phases = numbers["frequencies"], numbers["phases"]
+    phase = np.broadcast_to(phases, a.shape)
+    unique, coefficients, bounds, terms, omitted = _sine_layer(freqs, a, phase, c, max_order, tol, max_terms)
+    omitted_per_neuron = np.full(a.shape[0], omitted)
+    dims = freqs.shape[1]
+    for weight, bias in numbers["hidden"][1:]:
+        pre = coefficients @ weight.T  # [Q, n'] coefficients of the next pre-activation
+        zero = (unique == 0).all(axis=1)
+        bias = bias + (pre[zero].real.sum(axis=0) if zero.any() else 0.0)
+        positive = _positive_half(unique) & ~zero
+        amplitude_all = 2 * np.abs(pre[positive])  # [P, n']: u = sum 2|U| sin(q x + arg U + pi/2)
+        strength = amplitude_all.max(axis=1)
+        keep = np.argsort(-strength, kind="stable")[:carried]
+        dropped = amplitude_all.sum(axis=0) - amplitude_all[keep].sum(axis=0)
+        inherited = np.abs(weight) @ omitted_per_neuron
+        unique, coefficients, bounds, layer_terms, layer_omitted = _sine_layer(
+            unique[positive][keep], amplitude_all[keep].T, (np.angle(pre[positive][keep]) + np.pi / 2).T, bias,
+            max_order, tol, max_terms,
+        )
+        terms += layer_terms
+        omitted_per_neuron = layer_omitted + dropped + inherited
+    head, scale = numbers["head"], numbers["scale"]
+    amplitudes = (coefficients @ head.T) * scale
+    bound = (bounds @ np.abs(head).T) * scale
     zero = np.flatnonzero((unique == 0).all(axis=1))
+    dc = numbers["offset"] + scale * numbers["head_bias"]
     if len(zero):
-        amplitudes[zero[0]] += offset + scale * head_bias
+        amplitudes[zero[0]] += dc
     else:
         unique = np.vstack([unique, np.zeros((1, dims), np.int64)])
-        amplitudes = np.vstack([amplitudes, (offset + scale * head_bias)[None].astype(np.complex128)])
-        bounds = np.vstack([bounds, np.zeros((1, channels))])
-    largest_left = max(tol, float(np.max(column_max / 2.0) ** (max_order + 1) / math.factorial(max_order + 1)))
-    omitted = largest_left * float(np.abs(head).sum(axis=1).max()) * float(scale.max())
-    terms = sum(len(t.columns) for t in all_terms)
-    return PredictedSpectrum(unique, amplitudes, bounds, terms, omitted, max_order, tol)
+        amplitudes = np.vstack([amplitudes, dc[None].astype(np.complex128)])
+        bound = np.vstack([bound, np.zeros((1, head.shape[0]))])
+    omitted_output = float((np.abs(head) @ omitted_per_neuron * scale).max())
+    return PredictedSpectrum(unique, amplitudes, bound, terms, omitted_output, max_order, tol)
+
+
+def _positive_half(frequencies: np.ndarray) -> np.ndarray:
+    """Rows whose first non-zero coordinate is positive."""
+    nonzero = frequencies != 0
+    first = np.argmax(nonzero, axis=1)
+    lead = frequencies[np.arange(len(frequencies)), first]
+    return nonzero.any(axis=1) & (lead > 0)
 
 
 def period_grid(spacing: float, dims: int, period: float) -> tuple[int, torch.Tensor]:
@@ -398,24 +466,31 @@ def energy_by_frequency(signal: Signal, period: float = 4.0) -> tuple[np.ndarray
     return norm[order], power.reshape(-1)[order]
 
 
-def suggest_bandlimit(signal: Signal, energy: float = 0.999, period: float = 4.0, minimum: int = 4) -> int:
-    """A bandlimit ``B`` for the input frequencies, from the signal's own spectrum.
+def suggest_bandlimit(signal: Signal, params: int, quantile: float = 0.9, period: float = 4.0, minimum: int = 4) -> int:
+    """A bandlimit ``B`` for the input frequencies, from the signal's own spectrum and the model size.
 
-    Finds the smallest lattice frequency ``Q`` such that ``|q|_inf <= Q``
-    holds ``energy`` of the signal's AC energy (:func:`energy_by_frequency`),
-    and returns ``Q / 2``: the hidden layer generates sums ``f_j + f_k`` of
-    input frequencies, so inputs need only reach half the band. Clamped to
-    ``[minimum, Nyquist]``.
+    Takes the ``params // 4`` strongest bins of the signal's mirrored
+    spectrum (:func:`energy_by_frequency`): about as many Fourier coefficients
+    as a model of ``params`` stored numbers can afford. ``B`` is the
+    ``quantile`` of their ``|q|_inf``, so the input frequencies cover where the
+    signal's strongest affordable coefficients lie: a larger model or a signal
+    whose strong coefficients sit higher gets a larger ``B``. Clamped to
+    ``[minimum, Nyquist]``. Calibrated against a sweep of fixed bandlimits
+    (``benchmarks/bandlimit_sweep.py``).
     """
+    if params < 1:
+        raise ConfigError(f"params must be positive, got {params}")
     frequency, power = energy_by_frequency(signal, period)
     ac = frequency > 0
     frequency, power = frequency[ac], power[ac]
     nyquist = int(math.floor(max(signal.nyquist) * period))
     if power.sum() <= 0:
         return min(minimum, nyquist)
-    cumulative = np.cumsum(power) / power.sum()
-    needed = float(frequency[min(int(np.searchsorted(cumulative, energy)), len(frequency) - 1)])
-    return int(min(max(minimum, math.ceil(needed / 2)), nyquist))
+    significant = power > 1e-12 * power.max()
+    frequency, power = frequency[significant], power[significant]
+    strongest = frequency[np.argsort(-power, kind="stable")[: max(16, params // 4)]]
+    value = float(np.quantile(strongest, quantile))
+    return int(min(max(minimum, round(value)), nyquist))
 
 
 def reachable_energy_fraction(signal: Signal, reach: float, period: float = 4.0) -> float:
@@ -424,3 +499,150 @@ def reachable_energy_fraction(signal: Signal, reach: float, period: float = 4.0)
     ac = frequency > 0
     total = power[ac].sum()
     return float(power[ac & (frequency <= reach)].sum() / total) if total > 0 else 1.0
+
+
+def _grid_spacing(signal: Signal) -> float:
+    return 2.0 * max(e / (n - 1) for n, e in zip(signal.grid_shape, signal.extent) if n > 1)
+
+
+def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = 4.0, max_samples: int = 1 << 22) -> float | None:
+    """Share of the model's AC energy above the signal's Nyquist frequency (noise it adds).
+
+    Measured by sampling the model over one full period at twice the signal's
+    sampling density (so frequencies up to twice Nyquist are seen unaliased);
+    None when that grid would exceed ``max_samples``.
+    """
+    spacing = _grid_spacing(signal) / 2
+    samples = int(round(period / spacing))
+    if samples**signal.dims > max_samples:
+        return None
+    spectrum = model_spectrum(model, spacing, signal.dims, period)
+    nyquist = int(math.floor(max(signal.nyquist) * period))
+    return energy_fraction_above(centered(spectrum, samples // 2 - 1), nyquist)
+
+
+def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int, ...] | None = None,
+                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0):
+    """The picture and the numbers of a fitted model's spectrum against its signal.
+
+    Parameters
+    ----------
+    model:
+        The fitted model (CPU).
+    signal:
+        The gridded signal it was fitted to.
+    bandlimit:
+        The model's input bandlimit per axis (for the diagnostics), if known.
+    max_order, tol:
+        Truncation of the predicted spectrum (one-hidden-layer lattice models).
+
+    Returns
+    -------
+    (PIL.Image.Image, dict)
+        Log-magnitude spectra side by side (target, reconstruction, predicted;
+        1D: amplitude curves, 2D: heat maps with the input frequencies as dots,
+        3D: radial curves) and a JSON-serialisable summary.
+    """
+    from inrkit.plots import heatmap, line_chart, stack
+    from inrkit.train import evaluate
+
+    if signal.grid_shape is None:
+        raise ConfigError("spectrum pictures need a gridded signal")
+    dims = signal.dims
+    nyquist = int(math.floor(max(signal.nyquist) * period))
+    target = signal_spectrum(signal, period)
+    values = evaluate(model, signal.coordinates()).double().numpy().reshape(*signal.grid_shape, signal.channels)
+    recon = grid_spectrum(values, signal.extent, period)
+    radius = min(nyquist, target.shape[0] // 2 - 1)
+    panels = {"target": centered(target, radius), "reconstruction": centered(recon, radius)}
+    summary: dict = {"nyquist": nyquist, "period": period}
+    predicted = None
+    try:
+        predicted = predict_spectrum(model, max_order=max_order, tol=tol)
+        panels["predicted"] = predicted.dense(radius)
+        summary["predicted"] = {"max_order": max_order, "tol": tol, "terms": predicted.terms,
+                                "omitted_bound": predicted.omitted_bound}
+    except ConfigError as reason:
+        summary["predicted"] = {"unavailable": str(reason)}
+    if bandlimit is not None:
+        top = max(bandlimit)
+        summary["bandlimit"] = list(bandlimit)
+        summary["reachable_energy_fraction"] = reachable_energy_fraction(signal, 3 * top, period)
+        summary["reconstruction_energy_above_bandlimit"] = energy_fraction_above(panels["reconstruction"], top)
+    from inrkit.model import stored_parameter_count
+
+    summary["suggested_bandlimit"] = suggest_bandlimit(signal, stored_parameter_count(model), period=period)
+    summary["noise_energy_fraction"] = noise_energy_fraction(model, signal, period)
+    summary["target_energy_above_nyquist_half"] = energy_fraction_above(panels["target"], nyquist // 2)
+
+    magnitudes = {name: np.sqrt((np.abs(p) ** 2).sum(axis=-1)) for name, p in panels.items()}
+    reference = float(magnitudes["target"].max())
+    inputs = model.input.frequencies.long().cpu().numpy() if isinstance(model, SinusoidalINR) else None
+    colours = {"target": (120, 120, 120), "reconstruction": (30, 80, 220), "predicted": (230, 120, 0)}
+    if dims == 2:
+        figure = stack([heatmap(m, f"{name} |F(q)|, |q| <= {radius}", reference=reference,
+                                dots=inputs if name == "predicted" else None) for name, m in magnitudes.items()])
+    elif dims == 1:
+        q = np.arange(0, radius + 1)
+        series = [(q, m[radius:], colours[name], name) for name, m in magnitudes.items()]
+        figure = line_chart(series, "amplitude per lattice frequency (input frequencies ticked)", "lattice frequency q",
+                            marks=None if inputs is None else np.abs(inputs[:, 0]))
+    else:
+        series = []
+        for name, m in magnitudes.items():
+            bins, profile = radial_profile(m**2)
+            series.append((bins, np.sqrt(profile), colours[name], name))
+        figure = line_chart(series, "radial amplitude profile", "|q|")
+    return figure, summary
+
+
+class SpectrumRecorder:
+    """Observer that records the reconstruction's spectrum every ``every`` steps during a fit.
+
+    Register it with the plugin manager for the duration of a fit; then
+    :meth:`figure` draws the frames side by side (2D: heat maps; 1D: one curve
+    per frame; 3D: radial curves), as in the talk's "step 0 / 10 / 100" figure.
+    """
+
+    def __init__(self, signal: Signal, every: int, max_frames: int = 8, period: float = 4.0):
+        if every < 1:
+            raise ConfigError(f"--spectrum-every must be at least 1, got {every}")
+        if signal.grid_shape is None:
+            raise ConfigError("--spectrum-every needs a gridded signal")
+        self.signal, self.every, self.max_frames, self.period = signal, every, max_frames, period
+        self.frames: list[tuple[int, np.ndarray]] = []
+        self._coords = signal.coordinates()
+
+    @hookimpl
+    def inrkit_step_end(self, step):
+        index = step["step"]
+        if index % self.every or len(self.frames) >= self.max_frames:
+            return
+        from inrkit.train import evaluate
+
+        values = evaluate(step["model"], self._coords).double().numpy()
+        values = values.reshape(*self.signal.grid_shape, self.signal.channels)
+        spectrum = grid_spectrum(values, self.signal.extent, self.period)
+        nyquist = int(math.floor(max(self.signal.nyquist) * self.period))
+        magnitude = np.sqrt((np.abs(centered(spectrum, min(nyquist, spectrum.shape[0] // 2 - 1))) ** 2).sum(axis=-1))
+        self.frames.append((index, magnitude))
+
+    def figure(self):
+        """The recorded frames as one picture (None if nothing was recorded)."""
+        from inrkit.plots import heatmap, line_chart, stack
+
+        if not self.frames:
+            return None
+        reference = max(float(m.max()) for _, m in self.frames)
+        if self.signal.dims == 2:
+            return stack([heatmap(m, f"step {i}", size=200, reference=reference) for i, m in self.frames])
+        shades = np.linspace(220, 0, len(self.frames)).astype(int)
+        series = []
+        for (i, m), shade in zip(self.frames, shades):
+            if self.signal.dims == 1:
+                radius = len(m) // 2
+                series.append((np.arange(radius + 1), m[radius:], (int(shade), int(shade), 255), f"step {i}"))
+            else:
+                bins, profile = radial_profile(m**2)
+                series.append((bins, np.sqrt(profile), (int(shade), int(shade), 255), f"step {i}"))
+        return line_chart(series, "reconstruction spectrum during training", "lattice frequency")

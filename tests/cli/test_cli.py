@@ -158,3 +158,37 @@ def test_plugins_and_version():
     listed = json.loads(invoke("plugins", "--json").output)
     assert any(p["name"] == "image" and p["provides"]["signal"] == ["image"] for p in listed["plugins"])
     assert invoke("--version").output.startswith("inrkit ")
+
+
+def test_fit_writes_spectrum_files_and_spectrum_command(fitted, tmp_path):
+    _, run = fitted
+    summary = json.loads((run / "spectrum.json").read_text())
+    assert {"nyquist", "suggested_bandlimit", "noise_energy_fraction", "reachable_energy_fraction"} <= set(summary)
+    assert Image.open(run / "spectrum.png").width > 300
+    result = invoke("spectrum", run, "-o", tmp_path / "s.png", "--max-order", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text())["predicted"]["max_order"] == 1
+    assert "must end in .png" in one_error_line(invoke("spectrum", run, "-o", tmp_path / "s.jpg"))
+
+
+def test_spectrum_needs_the_source_signal(tmp_path):
+    source = small_image(tmp_path)
+    run = tmp_path / "run"
+    assert invoke("fit", source, "-o", run, *FAST).exit_code == 0
+    moved = tmp_path / "moved.png"
+    source.rename(moved)
+    assert "--input FILE" in one_error_line(invoke("spectrum", run, "-o", tmp_path / "a.png"))
+    assert invoke("spectrum", run, "-o", tmp_path / "a.png", "--input", moved).exit_code == 0
+
+
+def test_bandlimit_auto_and_spectrum_strip(tmp_path):
+    source = small_image(tmp_path)
+    run = tmp_path / "run"
+    result = invoke("fit", source, "-o", run, "--bandlimit", "auto", "--spectrum-every", "10", *FAST)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["bandlimit"][0] == json.loads((run / "spectrum.json").read_text())["suggested_bandlimit"]
+    assert Image.open(run / "spectrum_steps.png").width > 4 * 200
+    assert "'auto'" in one_error_line(invoke("fit", source, "-o", tmp_path / "r2", "--bandlimit", "lots", "--quiet"))
+    assert "at least 1" in one_error_line(invoke("fit", source, "-o", tmp_path / "r3", "--spectrum-every", "0", *FAST))
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()

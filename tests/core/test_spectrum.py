@@ -134,29 +134,49 @@ def test_energy_above_cutoff_closed_form():
     assert energy_fraction_above(spectrum, 5) == pytest.approx(0.125 / 0.625)
 
 
-def band_signal(frequencies, samples=129, phase=0.0):
+def band_signal(frequencies, samples=129, phase=0.0, decay=0.0):
     shape = (samples,)
     extent = grid_extent(shape)
     x = grid_coordinates(shape, extent)[:, 0].double()
-    values = sum(torch.cos(2 * math.pi * q * x / 4.0 + phase * q) for q in frequencies)
+    values = sum(q**-decay * torch.cos(2 * math.pi * q * x / 4.0 + phase * q) for q in frequencies)
     return Signal("t", values.float().unsqueeze(1), grid_nyquist(shape, extent), 2.0, grid_shape=shape, extent=extent)
 
 
 def test_bandlimit_suggestion_follows_the_signal():
     low, high = band_signal([2, 6, 10]), band_signal([2, 30, 60])
-    assert suggest_bandlimit(low, minimum=1) == 5
-    assert suggest_bandlimit(high, minimum=1) == 30
-    # with phases the mirrored signal has kinks: energy leaks upwards, the suggestion only grows
-    assert 5 <= suggest_bandlimit(band_signal([2, 6, 10], phase=0.3), minimum=1) <= 16
+    assert suggest_bandlimit(low, params=4000, minimum=1) == 10
+    assert suggest_bandlimit(high, params=4000, minimum=1) == 60
     assert reachable_energy_fraction(high, 31) == pytest.approx(2 / 3, abs=0.02)
     assert reachable_energy_fraction(high, 61) == pytest.approx(1.0, abs=1e-6)
+    # A broad spectrum: a bigger model affords more coefficients, so its bandlimit grows.
+    broad = band_signal(list(range(1, 120)), decay=1.0)  # amplitudes 1/q, like natural signals
+    sizes = [suggest_bandlimit(broad, params=p, minimum=1) for p in (64, 200, 400)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert suggest_bandlimit(broad, params=10**6) <= 128  # clamped to Nyquist (129 samples: 128 in lattice units)
 
 
 def test_refusals():
     model = small_model(1, [[1], [2]])
     with pytest.raises(ConfigError, match="raise --tol"):
         predict_spectrum(small_model(1, [[i] for i in range(1, 40)], width=3), max_order=6, tol=1e-30, max_terms=1000)
-    deep = build_model(ModelConfig(dims=1, out_channels=1, input_frequencies=4, width=4, hidden_layers=2, bandlimit=(9,), low_bandlimit=(3,)))
-    with pytest.raises(ConfigError, match="one hidden layer"):
-        predict_spectrum(deep)
     assert isinstance(Terms(np.zeros((0, 1)), np.zeros((0, 1))), Terms) and model is not None
+    from inrkit.model import Siren
+
+    siren = Siren(ModelConfig(dims=1, out_channels=1, input_frequencies=4, width=4, architecture="siren"))
+    with pytest.raises(ConfigError, match="lattice"):
+        predict_spectrum(siren)
+
+
+def test_deeper_model_prediction_is_truncated_but_close():
+    """Two hidden layers: carried frequencies and orders truncated; agreement within 2e-3 of the peak."""
+    cfg = ModelConfig(dims=1, out_channels=1, input_frequencies=3, width=4, hidden_layers=2, bandlimit=(12,),
+                      low_bandlimit=(12,), c_low=0.6, c_high=0.6)
+    model = SinusoidalINR(cfg, torch.tensor([[1], [3], [7]])).double()
+    with torch.no_grad():
+        for layer in model.hidden:
+            layer.weight.mul_(0.5)
+    predicted = predict_spectrum(model, max_order=6, tol=1e-12, carried=64)
+    measured = centered(model_spectrum(model, spacing=4.0 / 1024, dims=1), 200)
+    error = np.abs(predicted.dense(200) - measured).max()
+    assert error < 2e-3 * np.abs(measured).max()
+    assert error <= predicted.omitted_bound * 50 + 1e-12
