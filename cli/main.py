@@ -89,7 +89,7 @@ def fit(
     hidden_layers: Annotated[Optional[int], typer.Option(help="Bounded sine hidden layers (default 1; SIREN: 3).")] = None,
     input_ratio: Annotated[float, typer.Option(help="m / n when widths follow from --params.")] = 1.0,
     architecture: Annotated[str, typer.Option(help="lattice (the method), uniform or siren (baselines).")] = "lattice",
-    bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B per axis, or 'auto' (from the signal's spectrum); default a fraction of Nyquist.")] = None,
+    bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B per axis, or 'auto' (from the signal's spectrum and the model size); default: the signal type's (images: auto).")] = None,
     low_bandlimit: Annotated[Optional[int], typer.Option(help="Extent L of the dense low-frequency block (default B/3).")] = None,
     c_low: Annotated[float, typer.Option(help="Bound on hidden weights of low-frequency columns.")] = 1.0,
     c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = 0.6,

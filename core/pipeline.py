@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,8 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
 
     nyquist = lattice_nyquist(signal.nyquist)
+    if options.bandlimit is None and signal_type.bandlimit_fraction is None and not siren:
+        options = replace(options, bandlimit="auto")
     if options.bandlimit == "auto":
         if siren:
             raise ConfigError("--bandlimit auto applies to lattice and uniform models, not SIREN")
@@ -122,7 +124,8 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
             )
         bandlimit = tuple(min(options.bandlimit, n) for n in nyquist)
     else:
-        bandlimit = tuple(max(1, round(signal_type.bandlimit_fraction * n)) for n in nyquist)
+        fraction = signal_type.bandlimit_fraction or 1.0 / 3.0  # SIREN ignores it
+        bandlimit = tuple(max(1, round(fraction * n)) for n in nyquist)
     if options.low_bandlimit is not None:
         if options.low_bandlimit < 1:
             raise ConfigError(f"--low-bandlimit must be at least 1, got {options.low_bandlimit}")

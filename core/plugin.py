@@ -153,7 +153,9 @@ class SignalType:
     loss, sampler:
         Default loss and sampler names for this signal.
     bandlimit_fraction:
-        Default bandlimit as a fraction of the Nyquist frequency.
+        Default bandlimit as a fraction of the Nyquist frequency, or None to
+        derive it from the signal's spectrum and the model size (as
+        ``--bandlimit auto``).
     params_fraction:
         Default model size as a fraction of the number of sample values
         (samples x channels).
@@ -168,7 +170,7 @@ class SignalType:
     previews: Callable[..., list[Path]] | None = None
     loss: str = "mse"
     sampler: str = "full"
-    bandlimit_fraction: float = 1.0 / 3.0
+    bandlimit_fraction: float | None = 1.0 / 3.0
     params_fraction: float = 0.25
 
     def __post_init__(self) -> None:
