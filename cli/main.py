@@ -103,6 +103,7 @@ def fit(
     batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
     sampler: Annotated[str, typer.Option(help="full, uniform or stratified (with --batch-size).")] = "full",
     loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
+    loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse+stft's spectral term).")] = 1.0,
     holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -140,6 +141,7 @@ def fit(
             holdout=holdout,
             seed=seed,
             device=device,
+            loss_weight=loss_weight,
         )
         model_options = ModelOptions(
             architecture=architecture,
@@ -185,6 +187,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write; its extension picks the exporter.")],
     resolution: Annotated[Optional[str], typer.Option(help="Output grid, e.g. 1024x768 (width x height) for images.")] = None,
+    sample_rate: Annotated[Optional[int], typer.Option(help="Audio: output sample rate in Hz (default: the source's).")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Exporter name (default: from the extension).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
@@ -196,6 +199,8 @@ def export(
         parsed = _parse_resolution(resolution)
         if parsed is not None:
             options["resolution"] = parsed
+        if sample_rate is not None:
+            options["sample_rate"] = sample_rate
         path = export_run(run, output, options, format, device=device)
         typer.echo(f"wrote {path}")
 

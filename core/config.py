@@ -178,6 +178,9 @@ class TrainConfig:
         Seed of sampling and hold-out selection.
     device:
         ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    loss_weight:
+        Weight of the secondary term of composite losses (e.g. the spectral
+        term of ``mse+stft``).
     """
 
     steps: int | None = None
@@ -190,6 +193,7 @@ class TrainConfig:
     holdout: float = 0.0
     seed: int = 0
     device: str = "auto"
+    loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps is None and self.max_seconds is None and self.target_psnr is None:
@@ -202,6 +206,7 @@ class TrainConfig:
             _positive_float("target PSNR", self.target_psnr)
         _positive_float("learning rate", self.lr)
         _positive_float("final learning rate", self.lr_final)
+        _positive_float("loss weight", self.loss_weight, allow_zero=True)
         if self.batch_size is not None:
             _positive_int("batch size", self.batch_size)
         if not (isinstance(self.holdout, (int, float)) and 0.0 <= self.holdout < 1.0):

@@ -34,6 +34,11 @@ from inrkit.train import FitResult, evaluate, fit, resolve_device
 
 #: Smallest default model, whatever the signal's size.
 MIN_DEFAULT_PARAMS = 2000
+#: Signals with more samples than this train on mini-batches unless a batch size is given,
+#: so memory stays bounded (a minute of stereo audio has millions of samples).
+FULL_BATCH_LIMIT = 1 << 18
+#: The batch size used then, with the stratified sampler.
+LARGE_SIGNAL_BATCH = 1 << 15
 
 
 @dataclass
@@ -222,6 +227,9 @@ def fit_file(
     device = resolve_device(train_config.device)
     signal, signal_type = load_signal(path, signal_name, host)
     model_config = plan_model(signal, signal_type, model_options)
+    if train_config.batch_size is None and signal.samples > FULL_BATCH_LIMIT:
+        sampler_choice = "stratified" if train_config.sampler == "full" else train_config.sampler
+        train_config = replace(train_config, batch_size=LARGE_SIGNAL_BATCH, sampler=sampler_choice)
     sampler_name = train_config.sampler
     loss = host.loss(loss_name or signal_type.loss)
     sampler = host.sampler(sampler_name)

@@ -29,6 +29,7 @@ import torch
 from inrkit.checkpoint import atomic_output
 from inrkit.errors import ConfigError, InputError, InrkitError
 from inrkit.metrics import psnr, psnr_from_mse
+from inrkit.plots import colour_ramp, heatmap, line_chart, stack, titled
 from inrkit.signal import Batch, Signal, grid_coordinates, grid_extent, grid_nyquist
 
 #: Version of the hook specifications. A plugin may declare the version it was
@@ -65,12 +66,16 @@ class FitContext:
         ``model(batch.coords)`` themselves.
     step:
         Current step (0-based).
+    config:
+        The :class:`~inrkit.config.TrainConfig` (e.g. ``loss_weight`` for
+        composite losses), or None.
     """
 
     model: torch.nn.Module
     signal: Signal
     predict: Callable[[Batch], torch.Tensor]
     step: int
+    config: Any = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,11 @@ __all__ = [
     "InrkitError",
     "LossType",
     "atomic_output",
+    "colour_ramp",
+    "heatmap",
+    "line_chart",
+    "stack",
+    "titled",
     "psnr",
     "psnr_from_mse",
     "SamplerContext",

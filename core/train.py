@@ -241,7 +241,7 @@ def fit(
             optimizer.lr = lr
             batch = sampler(step)
             predictor.last = None
-            value = loss(FitContext(model, on_device, predictor, step), batch)
+            value = loss(FitContext(model, on_device, predictor, step, config), batch)
             record = step % check_every == 0 or (config.steps is not None and step == config.steps - 1)
             if record:
                 loss_value = float(value.detach())

@@ -8,4 +8,5 @@ them the proof that the public API is sufficient.
 #: Modules the plugin host registers before any entry-point plugin.
 BUILTIN_PLUGINS = (
     "inrkit.plugins.image",
+    "inrkit.plugins.audio",
 )

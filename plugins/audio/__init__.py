@@ -1,0 +1,134 @@
+"""Built-in audio signal: WAV/FLAC/OGG in and out, via soundfile (libsndfile).
+
+Registers the signal type ``audio`` (one network output per channel, time in
+``[-1, 1]``), its metrics (PSNR with full-scale peak-to-peak 2, SNR,
+log-spectral distance), a waveform/spectrogram comparison picture, the
+``mse+stft`` loss and the ``wav``, ``flac`` and ``ogg`` exporters, which
+write any sample rate. Uses only the public plugin API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile
+import torch
+
+from inrkit.plugin import (
+    ConfigError,
+    ExporterType,
+    ExportRequest,
+    FitContext,
+    LossType,
+    Signal,
+    SignalType,
+    atomic_output,
+    grid_coordinates,
+    hookimpl,
+)
+from inrkit.plugins.audio.io import FORMATS, load_audio, output_subtype, write_audio
+from inrkit.plugins.audio.quality import comparison_picture, log_spectral_distance, snr_db
+
+EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".rf64", ".caf") + (
+    (".mp3",) if "MP3" in soundfile.available_formats() else ()
+)
+#: Samples of the contiguous window the spectral loss looks at each step.
+STFT_WINDOW = 8192
+
+
+def audio_metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch.Tensor) -> dict[str, float]:
+    """SNR and log-spectral distance over the whole recording (the PSNR comes from the core)."""
+    return {"snr": snr_db(reconstruction, signal.values), "lsd": log_spectral_distance(reconstruction, signal.values)}
+
+
+def audio_previews(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) -> list[Path]:
+    """``comparison.png``: waveforms and spectrograms of target, reconstruction and error."""
+    path = run_dir / "comparison.png"
+    with atomic_output(path) as temporary:
+        comparison_picture(signal.values, reconstruction).save(temporary, format="PNG")
+    return [path]
+
+
+def _stft_magnitudes(samples: torch.Tensor, size: int) -> torch.Tensor:
+    window = torch.hann_window(size, device=samples.device, dtype=samples.dtype)
+    return torch.stft(samples, n_fft=size, hop_length=size // 4, window=window, return_complex=True).abs()
+
+
+def mse_stft_loss(context: FitContext, batch) -> torch.Tensor:
+    """MSE on the batch plus ``loss_weight`` times a multi-resolution STFT loss.
+
+    The spectral term (spectral convergence plus log-magnitude distance at
+    FFT sizes 512, 1024 and 2048) is computed on a random contiguous window of
+    the recording, evaluated through the model, so it sees the waveform's
+    local structure whatever the sampler.
+    """
+    mse = torch.mean((context.predict(batch) - batch.target) ** 2)
+    signal = context.signal
+    frames = signal.values.shape[0]
+    length = min(STFT_WINDOW, frames)
+    generator = torch.Generator().manual_seed(context.step)
+    start = int(torch.randint(0, frames - length + 1, (1,), generator=generator))
+    coords = grid_coordinates((frames,), signal.extent)[start : start + length].to(signal.values.device)
+    output = context.model(coords)
+    target = signal.values[start : start + length]
+    spectral = output.new_zeros(())
+    for size in (512, 1024, 2048):
+        if size > length:
+            continue
+        for channel in range(target.shape[1]):
+            a, b = _stft_magnitudes(output[:, channel], size), _stft_magnitudes(target[:, channel], size)
+            convergence = torch.linalg.norm(a - b) / torch.linalg.norm(b).clamp(min=1e-8)
+            log_distance = torch.mean(torch.abs(torch.log(a + 1e-7) - torch.log(b + 1e-7)))
+            spectral = spectral + convergence + log_distance
+    weight = getattr(context.config, "loss_weight", 1.0) if context.config is not None else 1.0
+    return mse + weight * spectral
+
+
+def _frames_at(request: ExportRequest) -> tuple[int, int]:
+    metadata = request.metadata
+    source_rate, frames = int(metadata["sample_rate"]), int(metadata["frames"])
+    rate = request.options.get("sample_rate") or source_rate
+    if not isinstance(rate, int) or rate < 1 or rate > 1_536_000:
+        raise ConfigError(f"--sample-rate must be a whole number of Hz between 1 and 1536000, got {rate}")
+    # Same time span: the first and last sample stay where they were.
+    return rate, max(2, round((frames - 1) * rate / source_rate) + 1)
+
+
+def export_audio(request: ExportRequest) -> None:
+    """Render the recording at the source's or any sample rate and write it (chunked evaluation)."""
+    rate, frames = _frames_at(request)
+    container = FORMATS.get(request.path.suffix.lower())
+    if container is None:
+        raise ConfigError(f"cannot write {request.path.name}: audio exports to {', '.join(FORMATS)}")
+    coords = grid_coordinates((frames,), request.geometry["extent"])
+    samples = request.evaluate(coords).numpy()
+    write_audio(samples, rate, request.path, output_subtype(container, request.metadata.get("subtype", "PCM_16")))
+
+
+@hookimpl
+def inrkit_register_signals(register):
+    register(
+        SignalType(
+            name="audio",
+            load=load_audio,
+            extensions=EXTENSIONS,
+            description="audio via libsndfile (WAV 8/16/24/32-bit and float, FLAC, OGG; any rate, any channels)",
+            exporter="wav",
+            metrics=audio_metrics,
+            previews=audio_previews,
+            bandlimit_fraction=1.0 / 3.0,
+            params_fraction=0.25,
+        )
+    )
+
+
+@hookimpl
+def inrkit_register_losses(register):
+    register(LossType("mse+stft", mse_stft_loss, "MSE plus loss-weight x multi-resolution STFT loss (audio)"))
+
+
+@hookimpl
+def inrkit_register_exporters(register):
+    register(ExporterType("wav", "audio", (".wav",), export_audio, "WAV, source bit depth, any sample rate"))
+    register(ExporterType("flac", "audio", (".flac",), export_audio, "FLAC (16/24-bit), any sample rate"))
+    register(ExporterType("ogg", "audio", (".ogg",), export_audio, "Ogg Vorbis, any sample rate"))
