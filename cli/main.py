@@ -103,7 +103,7 @@ def fit(
     batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
     sampler: Annotated[str, typer.Option(help="full, uniform or stratified (with --batch-size).")] = "full",
     loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
-    loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse+stft's spectral term).")] = 1.0,
+    loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse-stft's spectral term).")] = 1.0,
     holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",

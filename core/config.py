@@ -180,7 +180,7 @@ class TrainConfig:
         ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
     loss_weight:
         Weight of the secondary term of composite losses (e.g. the spectral
-        term of ``mse+stft``).
+        term of ``mse-stft``).
     """
 
     steps: int | None = None

@@ -3,7 +3,7 @@
 Registers the signal type ``audio`` (one network output per channel, time in
 ``[-1, 1]``), its metrics (PSNR with full-scale peak-to-peak 2, SNR,
 log-spectral distance), a waveform/spectrogram comparison picture, the
-``mse+stft`` loss and the ``wav``, ``flac`` and ``ogg`` exporters, which
+``mse-stft`` loss and the ``wav``, ``flac`` and ``ogg`` exporters, which
 write any sample rate. Uses only the public plugin API.
 """
 
@@ -124,7 +124,7 @@ def inrkit_register_signals(register):
 
 @hookimpl
 def inrkit_register_losses(register):
-    register(LossType("mse+stft", mse_stft_loss, "MSE plus loss-weight x multi-resolution STFT loss (audio)"))
+    register(LossType("mse-stft", mse_stft_loss, "MSE plus loss-weight x multi-resolution STFT loss (audio)"))
 
 
 @hookimpl
