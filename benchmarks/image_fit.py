@@ -23,48 +23,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from common import ROOT, first_time_at, machine, run_cli, train_library
 from inrkit.config import TrainConfig
-from inrkit.host import get_host
-from inrkit.metrics import psnr
-from inrkit.model import build_model, stored_parameter_count
-from inrkit.pipeline import ModelOptions, load_signal, plan_model
-from inrkit.train import evaluate, fit
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def train_library(path: Path, options: ModelOptions, config: TrainConfig) -> dict:
-    host = get_host()
-    signal, signal_type = load_signal(path, "image", host)
-    model = build_model(plan_model(signal, signal_type, options))
-    result = fit(model, signal, config, host.loss("mse").fn, host.sampler("full").make)
-    final = psnr(evaluate(result.model, signal.coordinates()), signal.values, signal.data_range)
-    return {"psnr": final, "steps": result.steps, "seconds": result.seconds,
-            "params": stored_parameter_count(result.model), "curve": result.curve}
-
-
-def run_cli(args: list[str]) -> tuple[float, dict]:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "run"
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "inrkit.cli", "fit", *args, "-o", str(out), "--quiet"], check=True)
-        wall = time.perf_counter() - start
-        return wall, json.loads((out / "metrics.json").read_text())
-
-
-def first_time_at(curve: list[dict], level: float) -> float | None:
-    for point in curve:
-        if point["psnr"] is not None and point["psnr"] >= level:
-            return point["seconds"]
-    return None
+from inrkit.pipeline import ModelOptions
 
 
 def main() -> None:
@@ -81,7 +47,7 @@ def main() -> None:
     for name in args.images:
         path = ROOT / "datasets" / name
         siren = train_library(
-            path,
+            path, "image",
             ModelOptions(architecture="siren", params=args.params, hidden_layers=3),
             TrainConfig(max_seconds=args.seconds, lr=1e-4, lr_final=1e-4, device=args.device),
         )
@@ -89,8 +55,8 @@ def main() -> None:
         _, ours = run_cli([*common, "--max-seconds", str(args.seconds)])
         target_wall, target_run = run_cli([*common, "--target-psnr", f"{siren['psnr']:.4f}", "--max-seconds", str(args.seconds)])
         equal = TrainConfig(steps=args.equal_steps, lr=2e-3, lr_final=2e-4, device=args.device)
-        lattice = train_library(path, ModelOptions(params=args.params), equal)
-        uniform = train_library(path, ModelOptions(architecture="uniform", params=args.params), equal)
+        lattice = train_library(path, "image", ModelOptions(params=args.params), equal)
+        uniform = train_library(path, "image", ModelOptions(architecture="uniform", params=args.params), equal)
         row = {
             "image": name,
             "params_inrkit": ours["parameters"],
@@ -101,7 +67,7 @@ def main() -> None:
             "psnr_inrkit": ours["final"]["psnr"],
             "psnr_siren": siren["psnr"],
             "gain_db": ours["final"]["psnr"] - siren["psnr"],
-            "train_seconds_to_siren_final": first_time_at(ours["curve"], siren["psnr"]),
+            "train_seconds_to_siren_final": first_time_at(ours["curve"], "psnr", siren["psnr"]),
             "process_seconds_target_run": target_wall,
             "target_run_reached": target_run["stop_reason"] == "target_psnr",
             "target_run_psnr": target_run["final"]["psnr"],
@@ -112,12 +78,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{cpu}, {torch.get_num_threads()} threads"
+    device = machine(args.device)
     lines = [
         f"Machine: {device}; torch {torch.__version__}; Python {platform.python_version()}; "
         f"{args.params} parameters; {args.seconds:.0f} s budget; {time.strftime('%Y-%m-%d')}",

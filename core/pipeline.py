@@ -39,6 +39,8 @@ MIN_DEFAULT_PARAMS = 2000
 FULL_BATCH_LIMIT = 1 << 18
 #: The batch size used then, with the stratified sampler.
 LARGE_SIGNAL_BATCH = 1 << 15
+#: Most predicted-spectrum terms computed for the spectrum.png of a fit.
+FIT_SPECTRUM_TERMS = 50_000
 
 
 @dataclass
@@ -290,7 +292,9 @@ def fit_file(
         if signal_type.previews is not None:
             signal_type.previews(signal, reconstruction, staging)
         if signal.grid_shape is not None:
-            write_spectrum(model.cpu(), signal, model_config, staging / "spectrum.png", staging / "spectrum.json")
+            # Bounded cost inside every fit; `inrkit spectrum` can go further.
+            write_spectrum(model.cpu(), signal, model_config, staging / "spectrum.png", staging / "spectrum.json",
+                           max_terms=FIT_SPECTRUM_TERMS)
         if recorder is not None and (strip := recorder.figure()) is not None:
             with atomic_output(staging / "spectrum_steps.png") as temporary:
                 strip.save(temporary, format="PNG")
@@ -299,10 +303,11 @@ def fit_file(
 
 
 def write_spectrum(model: torch.nn.Module, signal: Signal, model_config: ModelConfig, picture: Path,
-                   numbers: Path | None, max_order: int = 2, tol: float = 1e-4) -> dict[str, Any]:
+                   numbers: Path | None, max_order: int = 2, tol: float = 1e-4, max_terms: int = 2_000_000) -> dict[str, Any]:
     """Write the spectrum picture and (optionally) its JSON (see :func:`inrkit.spectrum.spectrum_report`)."""
     bandlimit = model_config.bandlimit or None
-    figure, summary = spectrum_report(model, signal, bandlimit, max_order=max_order, tol=tol, period=model_config.period)
+    figure, summary = spectrum_report(model, signal, bandlimit, max_order=max_order, tol=tol,
+                                      period=model_config.period, max_terms=max_terms)
     with atomic_output(Path(picture)) as temporary:
         figure.save(temporary, format="PNG")
     if numbers is not None:

@@ -505,16 +505,20 @@ def _grid_spacing(signal: Signal) -> float:
     return 2.0 * max(e / (n - 1) for n, e in zip(signal.grid_shape, signal.extent) if n > 1)
 
 
-def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = 4.0, max_samples: int = 1 << 22) -> float | None:
+def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = 4.0, max_samples: int = 1 << 22,
+                          max_work: float = 5e10) -> float | None:
     """Share of the model's AC energy above the signal's Nyquist frequency (noise it adds).
 
     Measured by sampling the model over one full period at twice the signal's
     sampling density (so frequencies up to twice Nyquist are seen unaliased);
-    None when that grid would exceed ``max_samples``.
+    None when that grid would exceed ``max_samples`` or the evaluation
+    ``max_work`` (samples times stored parameters).
     """
+    from inrkit.model import stored_parameter_count
+
     spacing = _grid_spacing(signal) / 2
     samples = int(round(period / spacing))
-    if samples**signal.dims > max_samples:
+    if samples**signal.dims > max_samples or samples**signal.dims * stored_parameter_count(model) > max_work:
         return None
     spectrum = model_spectrum(model, spacing, signal.dims, period)
     nyquist = int(math.floor(max(signal.nyquist) * period))
@@ -522,7 +526,7 @@ def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float 
 
 
 def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int, ...] | None = None,
-                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0):
+                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0, max_terms: int = 2_000_000):
     """The picture and the numbers of a fitted model's spectrum against its signal.
 
     Parameters
@@ -558,7 +562,7 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
     summary: dict = {"nyquist": nyquist, "period": period}
     predicted = None
     try:
-        predicted = predict_spectrum(model, max_order=max_order, tol=tol)
+        predicted = predict_spectrum(model, max_order=max_order, tol=tol, max_terms=max_terms)
         panels["predicted"] = predicted.dense(radius)
         summary["predicted"] = {"max_order": max_order, "tol": tol, "terms": predicted.terms,
                                 "omitted_bound": predicted.omitted_bound}
