@@ -68,7 +68,11 @@ class ModelConfig:
         ``project`` (clamp after every optimiser step) or ``tanh``
         (``omega_g W = c tanh(V)`` with trainable per-column ``c``).
     siren_omega0:
-        First-layer frequency scale of the ``siren`` baseline.
+        First-layer frequency scale of the ``siren`` baseline (30 for
+        images; the SIREN paper uses 3000 for audio).
+    siren_hidden_omega0:
+        Scale of SIREN's later layers (30 in the SIREN reference code, whatever
+        the first layer's).
     output_offset, output_scale:
         Per-channel affine map applied after the head,
         ``f = offset + scale * L(S(D(x)))``, so the network works on values
@@ -92,6 +96,7 @@ class ModelConfig:
     omega_g: float = 30.0
     bound_mode: str = "project"
     siren_omega0: float = 30.0
+    siren_hidden_omega0: float = 30.0
     output_offset: tuple[float, ...] = ()
     output_scale: tuple[float, ...] = ()
     seed: int = 0
@@ -116,7 +121,7 @@ class ModelConfig:
             )
         if self.bound_mode not in BOUND_MODES:
             raise ConfigError(f"bound mode must be one of {', '.join(BOUND_MODES)}, got {self.bound_mode!r}")
-        for name in ("period", "omega_g", "siren_omega0", "c_low", "c_high"):
+        for name in ("period", "omega_g", "siren_omega0", "siren_hidden_omega0", "c_low", "c_high"):
             _positive_float(name.replace("_", "-"), getattr(self, name))
         if not 0.0 <= self.low_fraction <= 1.0:
             raise ConfigError(f"low fraction must be in [0, 1], got {self.low_fraction}")

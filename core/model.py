@@ -245,33 +245,36 @@ class Siren(nn.Module):
     ``hidden_layers`` counts the hidden-to-hidden sine layers after the first
     layer, as in the reference implementation: 3 hidden layers means four sine
     layers and a linear head. The first layer is ``sin(omega0 (A x + a))``
-    with ``A ~ U(-1/d, 1/d)``; later ones ``sin(omega0 (W y + b))`` with
-    ``W ~ U(-sqrt(6/n)/omega0, sqrt(6/n)/omega0)``.
+    with ``A ~ U(-1/d, 1/d)`` and ``omega0 = siren_omega0``; later ones
+    ``sin(w (W y + b))`` with ``w = siren_hidden_omega0`` and
+    ``W ~ U(-sqrt(6/n)/w, sqrt(6/n)/w)``, as in the reference code's
+    ``first_omega_0`` / ``hidden_omega_0``.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         generator = torch.Generator().manual_seed(config.seed + 1)
-        omega0 = config.siren_omega0
+        hidden_omega = config.siren_hidden_omega0
         dims, width = config.dims, config.width
         sizes = [(dims, width)] + [(width, width)] * config.hidden_layers
+        self.omegas = [config.siren_omega0] + [hidden_omega] * config.hidden_layers
         self.layers = nn.ModuleList()
         for index, (fan_in, fan_out) in enumerate(sizes):
             layer = nn.Linear(fan_in, fan_out)
-            limit = 1.0 / fan_in if index == 0 else math.sqrt(6.0 / fan_in) / omega0
+            limit = 1.0 / fan_in if index == 0 else math.sqrt(6.0 / fan_in) / hidden_omega
             with torch.no_grad():
                 layer.weight.copy_((torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * limit)
                 bias_limit = 1.0 / math.sqrt(fan_in)
                 layer.bias.copy_((torch.rand(fan_out, generator=generator) * 2 - 1) * bias_limit)
             self.layers.append(layer)
-        self.head = _head(width, config.out_channels, omega0, generator)
+        self.head = _head(width, config.out_channels, hidden_omega, generator)
         self.output = OutputMap(config.output_offset, config.output_scale)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         features = coords
-        for layer in self.layers:
-            features = torch.sin(self.config.siren_omega0 * layer(features))
+        for omega, layer in zip(self.omegas, self.layers):
+            features = torch.sin(omega * layer(features))
         return self.output(self.head(features))
 
     def project_(self) -> None:

@@ -294,7 +294,7 @@ def fit_file(
         if signal.grid_shape is not None:
             # Bounded cost inside every fit; `inrkit spectrum` can go further.
             write_spectrum(model.cpu(), signal, model_config, staging / "spectrum.png", staging / "spectrum.json",
-                           max_terms=FIT_SPECTRUM_TERMS)
+                           max_terms=FIT_SPECTRUM_TERMS, reconstruction=reconstruction)
         if recorder is not None and (strip := recorder.figure()) is not None:
             with atomic_output(staging / "spectrum_steps.png") as temporary:
                 strip.save(temporary, format="PNG")
@@ -303,11 +303,12 @@ def fit_file(
 
 
 def write_spectrum(model: torch.nn.Module, signal: Signal, model_config: ModelConfig, picture: Path,
-                   numbers: Path | None, max_order: int = 2, tol: float = 1e-4, max_terms: int = 2_000_000) -> dict[str, Any]:
+                   numbers: Path | None, max_order: int = 2, tol: float = 1e-4, max_terms: int = 2_000_000,
+                   reconstruction: torch.Tensor | None = None) -> dict[str, Any]:
     """Write the spectrum picture and (optionally) its JSON (see :func:`inrkit.spectrum.spectrum_report`)."""
     bandlimit = model_config.bandlimit or None
     figure, summary = spectrum_report(model, signal, bandlimit, max_order=max_order, tol=tol,
-                                      period=model_config.period, max_terms=max_terms)
+                                      period=model_config.period, max_terms=max_terms, reconstruction=reconstruction)
     with atomic_output(Path(picture)) as temporary:
         figure.save(temporary, format="PNG")
     if numbers is not None:

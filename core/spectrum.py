@@ -526,7 +526,8 @@ def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float 
 
 
 def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int, ...] | None = None,
-                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0, max_terms: int = 2_000_000):
+                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0, max_terms: int = 2_000_000,
+                    reconstruction: torch.Tensor | None = None):
     """The picture and the numbers of a fitted model's spectrum against its signal.
 
     Parameters
@@ -537,8 +538,10 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
         The gridded signal it was fitted to.
     bandlimit:
         The model's input bandlimit per axis (for the diagnostics), if known.
-    max_order, tol:
-        Truncation of the predicted spectrum (one-hidden-layer lattice models).
+    max_order, tol, max_terms:
+        Truncation of the predicted spectrum.
+    reconstruction:
+        ``[N, channels]`` model output on the signal's samples, if already computed.
 
     Returns
     -------
@@ -555,7 +558,9 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
     dims = signal.dims
     nyquist = int(math.floor(max(signal.nyquist) * period))
     target = signal_spectrum(signal, period)
-    values = evaluate(model, signal.coordinates()).double().numpy().reshape(*signal.grid_shape, signal.channels)
+    if reconstruction is None:
+        reconstruction = evaluate(model, signal.coordinates())
+    values = reconstruction.double().numpy().reshape(*signal.grid_shape, signal.channels)
     recon = grid_spectrum(values, signal.extent, period)
     radius = min(nyquist, target.shape[0] // 2 - 1)
     panels = {"target": centered(target, radius), "reconstruction": centered(recon, radius)}
