@@ -116,7 +116,7 @@ def inrkit_register_signals(register):
             exporter="wav",
             metrics=audio_metrics,
             previews=audio_previews,
-            bandlimit_fraction=1.0 / 3.0,
+            bandlimit_fraction=None,  # from the recording's spectrum: speech at 16 kHz gets ~3.8k, not Nyquist/3 = 10.7k
             params_fraction=0.25,
         )
     )
