@@ -30,14 +30,15 @@ from inrkit.plugin import ExportRequest, SignalType
 from inrkit.signal import Signal
 from inrkit.spectrum import SpectrumRecorder, spectrum_report
 from inrkit.sizing import DEFAULT_INPUT_RATIO, stored_count, widths_for_params
-from inrkit.train import FitResult, evaluate, fit, resolve_device
+from inrkit.train import FitResult, evaluate, fit, resolve_device, rows_for
 
 #: Smallest default model, whatever the signal's size.
 MIN_DEFAULT_PARAMS = 2000
 #: Signals with more samples than this train on mini-batches unless a batch size is given,
 #: so memory stays bounded (a minute of stereo audio has millions of samples).
 FULL_BATCH_LIMIT = 1 << 18
-#: The batch size used then, with the stratified sampler.
+#: The largest batch size used then, with the stratified sampler (fewer rows for wide
+#: models: see inrkit.train.rows_for).
 LARGE_SIGNAL_BATCH = 1 << 15
 #: Most predicted-spectrum terms computed for the spectrum.png of a fit.
 FIT_SPECTRUM_TERMS = 50_000
@@ -231,7 +232,8 @@ def fit_file(
     model_config = plan_model(signal, signal_type, model_options)
     if train_config.batch_size is None and signal.samples > FULL_BATCH_LIMIT:
         sampler_choice = "stratified" if train_config.sampler == "full" else train_config.sampler
-        train_config = replace(train_config, batch_size=LARGE_SIGNAL_BATCH, sampler=sampler_choice)
+        batch = rows_for(model_config, most=LARGE_SIGNAL_BATCH, least=4096)
+        train_config = replace(train_config, batch_size=batch, sampler=sampler_choice)
     sampler_name = train_config.sampler
     loss = host.loss(loss_name or signal_type.loss)
     sampler = host.sampler(sampler_name)

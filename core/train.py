@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from inrkit.config import TrainConfig
+from inrkit.config import ModelConfig, TrainConfig
 from inrkit.errors import ConfigError, InrkitError
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
@@ -32,8 +32,16 @@ from inrkit.signal import Signal
 
 #: Largest cached input-layer basis (sin and cos together), in bytes.
 BASIS_CACHE_BYTES = 2 << 30
-#: Coordinates per chunk when evaluating a model for export or metrics.
-EVAL_CHUNK = 1 << 16
+#: Most activation values (rows x widest layer) one evaluation chunk or one
+#: automatic mini-batch may hold: 16 M floats, 64 MiB per activation tensor.
+ACTIVATION_BUDGET = 1 << 24
+
+
+def rows_for(source: torch.nn.Module | ModelConfig, most: int = 1 << 16, least: int = 1024) -> int:
+    """Rows per chunk (of a model, or of a model config) so that ``rows x widest layer`` stays within :data:`ACTIVATION_BUDGET`."""
+    config = source if isinstance(source, ModelConfig) else getattr(source, "config", None)
+    widest = max(getattr(config, "width", 256), getattr(config, "input_frequencies", 256)) if config else 256
+    return int(min(most, max(least, ACTIVATION_BUDGET // widest)))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,11 +69,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, coords: torch.Tensor, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+def evaluate(model: torch.nn.Module, coords: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Evaluate ``model`` on ``[N, d]`` coordinates in chunks; returns ``[N, channels]`` on the CPU.
 
-    Memory is bounded by ``chunk`` rows of activations whatever ``N`` is.
+    Memory is bounded by ``chunk`` rows of activations whatever ``N`` is
+    (default: :func:`rows_for` the model, at most 65,536).
     """
+    chunk = chunk or rows_for(model)
     reference = next(model.parameters())
     device, dtype = reference.device, reference.dtype
     was_training = model.training
