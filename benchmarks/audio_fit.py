@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, first_time_at, machine, run_cli, train_library
+from common import ROOT, first_time_at, machine, run_cli, train_library, write_report
 from inrkit.config import TrainConfig
 from inrkit.pipeline import ModelOptions
 from inrkit.plugins.audio.quality import snr_db
@@ -80,11 +80,7 @@ def main() -> None:
         f"| {row['params_default']}, {row['snr_default']:.2f} dB "
         f"| {row['snr_lattice_equal_steps']:.2f} / {row['snr_uniform_equal_steps']:.2f} dB ({args.equal_steps} steps) |",
     ]
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(row, indent=2) + "\n")
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n", row)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from common import ROOT, machine
+from common import ROOT, machine, write_report
 
 
 def long_recording(path: Path, seconds: float = 60.0, rate: int = 44100) -> None:
@@ -76,10 +76,7 @@ def main() -> None:
         f"| {config['train']['batch_size']} ({config['train']['sampler']}) | fit, {metrics['steps']} steps + metrics + pictures + WAV | {fit_mib:.0f} MiB | {fit_s:.0f} s |",
         f"| same run | | | export FLAC at 48 kHz ({exported.frames} frames, {exported.channels} ch) | | {export_mib:.0f} MiB | {export_s:.0f} s |",
     ]
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n", None)
 
 
 if __name__ == "__main__":

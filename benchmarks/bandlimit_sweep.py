@@ -10,19 +10,17 @@ steps, seed and settings otherwise) and report the PSNR table and how far
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
+from common import ROOT, write_report
 from inrkit.config import TrainConfig
 from inrkit.host import get_host
 from inrkit.metrics import psnr
 from inrkit.model import build_model
 from inrkit.pipeline import ModelOptions, load_signal, plan_model
 from inrkit.train import evaluate, fit
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -54,11 +52,7 @@ def main() -> None:
         cells = " | ".join(f"{row['results'][str(b)]['psnr']:.2f}" for b in args.bandlimits)
         auto = row["results"]["auto"]
         lines.append(f"| {row['image']} | {cells} | {auto['psnr']:.2f} ({auto['bandlimit']}) | {row['auto_gap']:+.2f} dB |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":

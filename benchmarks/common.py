@@ -64,3 +64,12 @@ def machine(device: str) -> str:
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def write_report(path: Path, text: str, data=None) -> None:
+    """Write a Markdown table (and its data as JSON beside it), then print the table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if data is not None:
+        path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    print(text)

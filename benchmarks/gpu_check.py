@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from common import write_report
+
 from inrkit.config import TrainConfig
 from inrkit.host import get_host
 from inrkit.metrics import psnr
@@ -68,10 +70,7 @@ def main() -> None:
         agree.append(run("camera-128.png", ModelOptions(params=12000), TrainConfig(steps=300, device=device))["psnr"])
     lines += ["", f"Same seed, 300 steps, camera-128: CUDA {agree[0]:.3f} dB, CPU {agree[1]:.3f} dB, "
               f"difference {abs(agree[0] - agree[1]):.3f} dB ({'OK' if abs(agree[0] - agree[1]) < 0.5 else 'MISMATCH'})."]
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n", None)
 
 
 if __name__ == "__main__":

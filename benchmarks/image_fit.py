@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, first_time_at, machine, run_cli, train_library
+from common import ROOT, first_time_at, machine, run_cli, train_library, write_report
 from inrkit.config import TrainConfig
 from inrkit.pipeline import ModelOptions
 
@@ -98,11 +98,7 @@ def main() -> None:
         )
     mean_gap = sum(r["psnr_lattice_equal_steps"] - r["psnr_uniform_equal_steps"] for r in rows) / len(rows)
     lines += ["", f"Lattice minus uniform initializer at equal steps, mean over images: {mean_gap:+.2f} dB."]
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(text)
+    write_report(args.out, "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":
