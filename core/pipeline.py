@@ -249,7 +249,8 @@ def fit_file(
             host.pm.unregister(recorder)
     model = result.model
 
-    reconstruction = evaluate(model, signal.coordinates())
+    signal_coords = signal.coordinates()
+    reconstruction = evaluate(model, signal_coords)
     train_mask = torch.zeros(signal.samples, dtype=torch.bool)
     train_mask[result.train_index] = True
     metrics: dict[str, Any] = {"psnr": psnr(reconstruction[train_mask], signal.values[train_mask], signal.data_range)}
@@ -285,7 +286,7 @@ def fit_file(
         if signal_type.exporter:
             exporter = host.exporter(signal_type.name, signal_type.exporter)
             request = ExportRequest(
-                evaluate=lambda coords: evaluate(model, coords),
+                evaluate=lambda coords: _reuse(reconstruction, signal_coords, coords, model),
                 geometry=config["signal"],
                 metadata=signal.metadata,
                 path=staging / f"reconstruction{exporter.extensions[0]}",
@@ -302,6 +303,13 @@ def fit_file(
                 strip.save(temporary, format="PNG")
     summary_metrics["total_seconds"] = time.perf_counter() - started
     return FitSummary(Path(output), parameters, summary_metrics, result, model_config)
+
+
+def _reuse(values: torch.Tensor, known: torch.Tensor, coords: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """``values`` when ``coords`` are the coordinates they were computed at, else a fresh evaluation."""
+    if coords.shape == known.shape and torch.equal(coords, known):
+        return values
+    return evaluate(model, coords)
 
 
 def write_spectrum(model: torch.nn.Module, signal: Signal, model_config: ModelConfig, picture: Path,

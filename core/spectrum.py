@@ -375,6 +375,11 @@ def centered(spectrum: np.ndarray, radius: int) -> np.ndarray:
     return spectrum[np.ix_(*([index] * dims))]
 
 
+def _spacing(shape: tuple[int, ...], extent: tuple[float, ...]) -> float:
+    """Sample spacing of a grid (equal on every axis by construction)."""
+    return 2.0 * max(e / (n - 1) for n, e in zip(shape, extent) if n > 1)
+
+
 def grid_spectrum(values: np.ndarray, extent: tuple[float, ...], period: float = 4.0) -> np.ndarray:
     """Lattice spectrum of samples on a signal's grid, zero-padded to one period (``numpy.fft`` order).
 
@@ -388,7 +393,7 @@ def grid_spectrum(values: np.ndarray, extent: tuple[float, ...], period: float =
     DC step. Target and reconstruction treated alike compare bin by bin.
     """
     shape, channels = values.shape[:-1], values.shape[-1]
-    spacing = 2.0 * max(e / (n - 1) for n, e in zip(shape, extent) if n > 1)
+    spacing = _spacing(shape, extent)
     samples = int(round(period / spacing))
     values = values - values.reshape(-1, channels).mean(axis=0)
     grid = np.zeros([samples] * len(shape) + [channels])
@@ -502,7 +507,7 @@ def reachable_energy_fraction(signal: Signal, reach: float, period: float = 4.0)
 
 
 def _grid_spacing(signal: Signal) -> float:
-    return 2.0 * max(e / (n - 1) for n, e in zip(signal.grid_shape, signal.extent) if n > 1)
+    return _spacing(signal.grid_shape, signal.extent)
 
 
 def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = 4.0, max_samples: int = 1 << 22,
