@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,9 +36,12 @@ class _Guard:
     """Turn inrkit's errors (and OS errors on the user's files) into one line and exit 2."""
 
     def __enter__(self) -> _Guard:
+        self._shown = warnings.showwarning
+        warnings.showwarning = _show_warning
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
+        warnings.showwarning = self._shown
         if error is None:
             return False
         from inrkit.errors import InrkitError
@@ -48,6 +52,10 @@ class _Guard:
             where = f" {error.filename}" if getattr(error, "filename", None) else ""
             _fail(f"cannot access{where}: {error.strerror or error}; check the path and its permissions")
         return False
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 def _version(value: bool) -> None:
@@ -101,7 +109,7 @@ def fit(
     lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 2e-3,
     lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end of the budget (geometric decay; default lr/10).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
-    sampler: Annotated[str, typer.Option(help="full, uniform or stratified (with --batch-size).")] = "full",
+    sampler: Annotated[Optional[str], typer.Option(help="full, uniform or stratified (with --batch-size); default: the signal's (full for images and audio, uniform batches for SDFs).")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
     loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse-stft's spectral term).")] = 1.0,
     holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
@@ -161,7 +169,8 @@ def fit(
         host = get_host()
         for problem in host.problems:
             typer.echo(f"warning: {problem}", err=True)
-        host.sampler(sampler)
+        if sampler is not None:
+            host.sampler(sampler)
         bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
         host.pm.register(bar, name="inrkit-progress")
         try:
@@ -201,8 +210,35 @@ def export(
             options["resolution"] = parsed
         if sample_rate is not None:
             options["sample_rate"] = sample_rate
-        path = export_run(run, output, options, format, device=device)
-        typer.echo(f"wrote {path}")
+        facts = export_run(run, output, options, format, device=device)
+        typer.echo(f"wrote {output}" + _facts(facts))
+
+
+def _facts(facts: dict) -> str:
+    shown = [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in facts.items()]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+@app.command()
+def mesh(
+    run: Annotated[Path, typer.Argument(help="Run directory of an SDF fit (`inrkit fit --signal sdf`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Mesh file to write: .ply, .obj, .stl or .glb.")],
+    resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis (e.g. 128, 256, 512).")] = 256,
+    level: Annotated[float, typer.Option(help="Iso-level of the surface, in the input's distance units.")] = 0.0,
+    smooth: Annotated[int, typer.Option(help="Taubin smoothing iterations (0: none).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Extract a mesh from a fitted signed distance field, in the input's original coordinates."""
+    with _Guard():
+        from inrkit.checkpoint import load_run
+        from inrkit.pipeline import export_run
+
+        kind = load_run(run).signal.get("signal_type")
+        if kind != "sdf":
+            _fail(f"{run} holds a {kind!r} fit, not an SDF; `inrkit mesh` needs a run of `inrkit fit --signal sdf`")
+        options = {"resolution": [resolution] * 3, "level": level, "smooth": smooth}
+        facts = export_run(run, output, options, None, device=device)
+        typer.echo(f"wrote {output}" + _facts(facts))
 
 
 @app.command()
@@ -248,7 +284,7 @@ def plugins(
             typer.echo(f"warning: {problem}", err=True)
 
 
-_BUILTIN_COMMANDS = {"fit", "export", "spectrum", "plugins"}
+_BUILTIN_COMMANDS = {"fit", "export", "mesh", "spectrum", "plugins"}
 
 
 def _register_plugin_commands() -> None:

@@ -176,7 +176,8 @@ class TrainConfig:
     batch_size:
         Coordinates per step; ``None`` trains on the full signal each step.
     sampler:
-        Name of the registered sampler (``full``, ``uniform``, ``stratified``).
+        Name of the registered sampler (``full``, ``uniform``, ``stratified``),
+        or None for the signal type's default sampler and batch size.
     holdout:
         Fraction of the samples held out of training to report a test PSNR.
     seed:
@@ -194,7 +195,7 @@ class TrainConfig:
     lr: float = 2e-3
     lr_final: float = 2e-4
     batch_size: int | None = None
-    sampler: str = "full"
+    sampler: str | None = "full"
     holdout: float = 0.0
     seed: int = 0
     device: str = "auto"

@@ -24,3 +24,11 @@ class RunDirError(InrkitError):
 
 class PluginError(InrkitError):
     """A plugin is broken, incompatible, or two plugins claim the same name."""
+
+
+class InrkitWarning(UserWarning):
+    """Something worked but deserves the user's attention (e.g. a mesh with holes).
+
+    Plugins raise it with :func:`warnings.warn`; the CLI prints it as one
+    ``warning:`` line.
+    """

@@ -230,6 +230,9 @@ def fit_file(
     device = resolve_device(train_config.device)
     signal, signal_type = load_signal(path, signal_name, host)
     model_config = plan_model(signal, signal_type, model_options)
+    if train_config.sampler is None:
+        train_config = replace(train_config, sampler=signal_type.sampler,
+                               batch_size=train_config.batch_size or signal_type.batch_size)
     if train_config.batch_size is None and signal.samples > FULL_BATCH_LIMIT:
         sampler_choice = "stratified" if train_config.sampler == "full" else train_config.sampler
         batch = rows_for(model_config, most=LARGE_SIGNAL_BATCH, least=4096)
@@ -282,6 +285,8 @@ def fit_file(
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)},
     }
     with staged_run_dir(output, overwrite) as staging:
+        if signal_type.report is not None:
+            metrics.update(signal_type.report(signal, lambda coords: evaluate(model, coords), staging))
         save_run(staging, model.cpu(), config, summary_metrics)
         if signal_type.exporter:
             exporter = host.exporter(signal_type.name, signal_type.exporter)
@@ -351,8 +356,12 @@ def export_run(
     exporter_name: str | None = None,
     host: Host | None = None,
     device: str = "auto",
-) -> Path:
-    """Re-render a saved model through an exporter chosen by name or by ``output``'s extension."""
+) -> dict[str, Any]:
+    """Re-render a saved model through an exporter chosen by name or by ``output``'s extension.
+
+    Returns what the exporter returns (a dict of facts about the file, e.g.
+    a mesh's vertex count), or an empty dict.
+    """
     host = host or get_host()
     run = load_run(run_dir)
     signal_info = run.signal
@@ -368,8 +377,7 @@ def export_run(
         path=Path(output),
         options=options or {},
     )
-    exporter.export(request)
-    return Path(output)
+    return exporter.export(request) or {}
 
 
 __all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model", "spectrum_of_run", "write_spectrum"]

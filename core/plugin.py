@@ -27,7 +27,7 @@ import pluggy
 import torch
 
 from inrkit.checkpoint import atomic_output
-from inrkit.errors import ConfigError, InputError, InrkitError
+from inrkit.errors import ConfigError, InputError, InrkitError, InrkitWarning
 from inrkit.metrics import psnr, psnr_from_mse
 from inrkit.plots import colour_ramp, heatmap, line_chart, stack, titled
 from inrkit.signal import Batch, Signal, grid_coordinates, grid_extent, grid_nyquist
@@ -155,8 +155,17 @@ class SignalType:
     previews:
         ``previews(signal, reconstruction [N, channels], run_dir) -> list[Path]``:
         pictures for the run directory, or None.
+    report:
+        ``report(signal, evaluate, run_dir) -> dict`` of float metrics judged
+        on something derived from the model rather than on its values at the
+        samples (a mesh extracted from a signed distance field, say), or
+        None. ``evaluate`` is as in :class:`ExportRequest`. It may write files
+        (the derived object, pictures) into ``run_dir``, the staged run
+        directory, before ``metrics.json`` is written.
     loss, sampler:
         Default loss and sampler names for this signal.
+    batch_size:
+        Default coordinates per step with the default sampler (None: all).
     bandlimit_fraction:
         Default bandlimit as a fraction of the Nyquist frequency, or None to
         derive it from the signal's spectrum and the model size (as
@@ -173,8 +182,10 @@ class SignalType:
     exporter: str | None = None
     metrics: Callable[..., dict[str, float]] | None = None
     previews: Callable[..., list[Path]] | None = None
+    report: Callable[..., dict[str, float]] | None = None
     loss: str = "mse"
     sampler: str = "full"
+    batch_size: int | None = None
     bandlimit_fraction: float | None = 1.0 / 3.0
     params_fraction: float = 0.25
 
@@ -240,7 +251,8 @@ class ExporterType:
     extensions:
         Extensions it writes (first is the default).
     export:
-        ``export(request: ExportRequest) -> None``.
+        ``export(request: ExportRequest) -> dict | None``; a dict of facts
+        about the written file (vertex count, duration...) is shown to the user.
     description:
         One line for ``inrkit plugins``.
     """
@@ -248,7 +260,7 @@ class ExporterType:
     name: str
     signal: str
     extensions: tuple[str, ...]
-    export: Callable[[ExportRequest], None]
+    export: Callable[[ExportRequest], dict[str, Any] | None]
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -264,6 +276,7 @@ __all__ = [
     "FitContext",
     "InputError",
     "InrkitError",
+    "InrkitWarning",
     "LossType",
     "atomic_output",
     "colour_ramp",

@@ -23,7 +23,8 @@ from inrkit.plugin import Batch, SamplerContext, SamplerType, hookimpl
 
 
 def _batch(context: SamplerContext, coords: torch.Tensor, index: torch.Tensor) -> Batch:
-    return Batch(coords=coords[index], target=context.signal.values[index], index=index)
+    extra = {name: tensor[index] for name, tensor in context.signal.attributes.items()}
+    return Batch(coords=coords[index], target=context.signal.values[index], index=index, extra=extra)
 
 
 def full_sampler(context: SamplerContext) -> Callable[[int], Batch]:

@@ -87,6 +87,10 @@ class Signal:
         colour mode...). Saved in the run directory's ``config.json``.
     source:
         Path of the file it came from, if any.
+    attributes:
+        Further per-sample tensors (``[N, k]``, aligned with ``values``) that
+        samplers hand on to losses in :attr:`Batch.extra`, e.g. surface
+        normals of a point cloud. The trainer moves them to its device.
     """
 
     kind: str
@@ -98,6 +102,7 @@ class Signal:
     points: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    attributes: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.values.ndim != 2 or self.values.shape[0] == 0 or self.values.shape[1] == 0:
@@ -112,6 +117,9 @@ class Signal:
                 self.extent = grid_extent(self.grid_shape)
         elif self.points is None:
             raise InputError(f"{self.kind} signal needs either a grid shape or sample points")
+        for name, tensor in self.attributes.items():
+            if tensor.shape[0] != self.values.shape[0]:
+                raise InputError(f"signal attribute {name!r} has {tensor.shape[0]} rows for {self.values.shape[0]} samples")
         if len(self.nyquist) != self.dims:
             raise InputError(f"nyquist needs one value per axis ({self.dims}), got {self.nyquist}")
 

@@ -222,6 +222,7 @@ def fit(
         points=None if signal.points is None else signal.points.to(device),
         metadata=signal.metadata,
         source=signal.source,
+        attributes={name: tensor.to(device) for name, tensor in signal.attributes.items()},
     )
     sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
     coords = on_device.coordinates().to(device)

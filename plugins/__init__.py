@@ -9,4 +9,5 @@ them the proof that the public API is sufficient.
 BUILTIN_PLUGINS = (
     "inrkit.plugins.image",
     "inrkit.plugins.audio",
+    "inrkit.plugins.sdf",
 )

@@ -1,0 +1,248 @@
+"""Loading shapes for the SDF signal.
+
+Three inputs, three training modes (``Signal.metadata["mode"]``):
+
+``mesh``
+    Any mesh trimesh reads (PLY, OBJ, STL, OFF, GLB/GLTF). It is normalised
+    into the cube with a margin, and a bank of signed-distance samples is
+    drawn once: points on the surface, near it (Gaussian offsets at two
+    scales) and uniform in the cube, with exact signed distances
+    (:func:`~inrkit.plugins.sdf.geometry.signed_distance`).
+``points``
+    An oriented point cloud (a PLY with ``nx ny nz`` and no faces), fitted
+    SIREN-style from surface points and normals alone.
+``grid``
+    A dense SDF volume saved as a 3D float ``.npy`` array, fitted as a
+    gridded signal (its axes span ``[-1, 1]`` with the aspect ratio kept).
+
+The transform from the network's coordinates back to the input's is kept in
+the metadata, so meshes come back where the input was.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from inrkit.plugin import InputError, InrkitWarning, Signal, grid_extent, grid_nyquist
+from inrkit.plugins.sdf.geometry import Transform, fit_transform, signed_distance
+
+#: Fraction of the half-cube left empty around a normalised shape.
+MARGIN = 0.1
+#: Samples in the training bank of a mesh: on the surface, near it at two scales, uniform in the cube.
+BANK = {"surface": 50_000, "near_fine": 75_000, "near_coarse": 75_000, "uniform": 50_000}
+#: Standard deviations of the near-surface offsets, in normalised units (the cube is [-1, 1]^3).
+NEAR_SIGMAS = {"near_fine": 0.01, "near_coarse": 0.05}
+#: Grid resolution whose Nyquist frequency bounds the lattice of a mesh or point cloud.
+WORKING_RESOLUTION = 256
+#: Seed of the bank's random draws (the bank is a deterministic function of the file).
+BANK_SEED = 0
+MESH_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
+
+
+def _fail(path: Path, problem: str) -> InputError:
+    return InputError(f"{path}: {problem}")
+
+
+def load_sdf(path: Path) -> Signal:
+    """Load a mesh, an oriented point cloud or a ``.npy`` SDF volume (see the module docstring)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise _fail(path, "the file is empty; pass a mesh (PLY, OBJ, STL, OFF, GLB), an oriented point cloud or a .npy SDF grid")
+    if path.suffix.lower() == ".npy":
+        return load_volume(path)
+    shape = read_shape(path)
+    if isinstance(shape, trimesh.Trimesh):
+        return mesh_signal(shape, path)
+    points, normals = shape
+    return point_cloud_signal(points, normals, path)
+
+
+def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
+    """A validated mesh, or ``(points, normals)`` of an oriented point cloud, in the file's coordinates.
+
+    Raises
+    ------
+    InputError
+        Unreadable, empty, non-finite, flat, or a point cloud without normals.
+    """
+    path = Path(path)
+    try:
+        loaded = trimesh.load(str(path), process=True)
+    except Exception as error:  # trimesh raises many types for bad files
+        raise _fail(path, f"not a mesh trimesh can read ({type(error).__name__}: {error}); "
+                          "use PLY, OBJ, STL, OFF, GLB/GLTF or a .npy SDF grid") from None
+    if isinstance(loaded, trimesh.Scene):
+        meshes = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)] if loaded.geometry else []
+        loaded = trimesh.util.concatenate(meshes) if meshes else trimesh.Trimesh()
+    if isinstance(loaded, trimesh.PointCloud):
+        vertices = np.asarray(loaded.vertices, dtype=np.float64)
+        _check_vertices(path, vertices)
+        normals = _ply_normals(loaded)
+        if normals is None:
+            raise _fail(path, "is a point cloud without normals; an SDF needs a mesh with faces, "
+                              "or points with normals (PLY properties nx, ny, nz)")
+        lengths = np.linalg.norm(normals, axis=1)
+        if not np.all(np.isfinite(normals)) or np.any(lengths < 1e-12):
+            raise _fail(path, "has zero, NaN or infinite normals; every point needs a unit normal")
+        _check_extent(path, vertices)
+        return vertices, normals / lengths[:, None]
+    if not isinstance(loaded, trimesh.Trimesh):
+        raise _fail(path, f"holds a {type(loaded).__name__}, not a mesh; use a triangle mesh or an oriented point cloud")
+    vertices = np.asarray(loaded.vertices, dtype=np.float64)
+    _check_vertices(path, vertices)
+    if len(loaded.faces) == 0:
+        raise _fail(path, "has vertices but no faces; pass a triangle mesh, or a point cloud with normals (nx, ny, nz)")
+    _check_extent(path, vertices)
+    if not loaded.area > 0:
+        raise _fail(path, "has only degenerate (zero-area) faces; the mesh has no surface to fit")
+    if not loaded.is_watertight:
+        open_edges = int(len(trimesh.grouping.group_rows(loaded.edges_sorted, require_count=1)))
+        warnings.warn(InrkitWarning(
+            f"{path.name} is not watertight ({open_edges} boundary edges); inside and outside come from the "
+            "generalized winding number, which closes small holes"), stacklevel=2)
+    return loaded
+
+
+def _check_vertices(path: Path, vertices: np.ndarray) -> None:
+    if len(vertices) == 0:
+        raise _fail(path, "contains no vertices (an empty mesh); pass a mesh with a surface")
+    if not np.all(np.isfinite(vertices)):
+        raise _fail(path, "has NaN or infinite vertex coordinates; repair the mesh first")
+
+
+def _check_extent(path: Path, vertices: np.ndarray) -> None:
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
+    if extent.max() <= 0 or extent.min() <= 1e-6 * extent.max():
+        raise _fail(path, f"is flat or a single point (extent {np.round(extent, 6).tolist()}): it encloses no volume, "
+                          "so it has no signed distance field; pass a solid shape")
+
+
+def _ply_normals(cloud: trimesh.PointCloud) -> np.ndarray | None:
+    raw = cloud.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
+    if isinstance(raw, dict) and all(k in raw for k in ("nx", "ny", "nz")):
+        return np.stack([np.asarray(raw[k], dtype=np.float64) for k in ("nx", "ny", "nz")], axis=1)
+    if isinstance(raw, np.ndarray) and raw.dtype.names and {"nx", "ny", "nz"} <= set(raw.dtype.names):
+        return np.stack([raw[k].astype(np.float64) for k in ("nx", "ny", "nz")], axis=1)
+    return None
+
+
+def _nyquist() -> tuple[float, float, float]:
+    return grid_nyquist((WORKING_RESOLUTION,) * 3, (1.0, 1.0, 1.0))
+
+
+def sample_bank(mesh: trimesh.Trimesh, seed: int = BANK_SEED) -> dict[str, np.ndarray]:
+    """Training samples of a normalised mesh: ``points [N,3]``, ``distances [N]``, ``normals [N,3]``, ``on_surface [N]``."""
+    rng = np.random.default_rng(seed)
+    surface, face_index = trimesh.sample.sample_surface(mesh, BANK["surface"], seed=seed)
+    surface_normals = mesh.face_normals[face_index]
+    parts = [surface]
+    for name, sigma in NEAR_SIGMAS.items():
+        anchors, _ = trimesh.sample.sample_surface(mesh, BANK[name], seed=seed + len(parts))
+        parts.append(anchors + rng.normal(scale=sigma, size=anchors.shape))
+    parts.append(rng.uniform(-1.0, 1.0, size=(BANK["uniform"], 3)))
+    off_surface = np.clip(np.concatenate(parts[1:]), -1.0, 1.0)
+    distances = signed_distance(off_surface, mesh.vertices, mesh.faces)
+    points = np.concatenate([surface, off_surface])
+    normals = np.zeros_like(points)
+    normals[: len(surface)] = surface_normals
+    on_surface = np.zeros(len(points), dtype=bool)
+    on_surface[: len(surface)] = True
+    return {
+        "points": points,
+        "distances": np.concatenate([np.zeros(len(surface)), distances]),
+        "normals": normals,
+        "on_surface": on_surface,
+    }
+
+
+def mesh_signal(mesh: trimesh.Trimesh, path: Path | None = None) -> Signal:
+    """The SDF signal of a mesh: a bank of signed-distance samples in the normalised cube."""
+    transform = fit_transform(np.asarray(mesh.vertices), MARGIN)
+    normalised = trimesh.Trimesh(transform.to_normalised(np.asarray(mesh.vertices)), mesh.faces, process=False)
+    bank = sample_bank(normalised)
+    values = torch.from_numpy(bank["distances"]).float()[:, None]
+    return Signal(
+        kind="sdf",
+        values=values,
+        nyquist=_nyquist(),
+        data_range=float(values.max() - values.min()),
+        points=torch.from_numpy(bank["points"]).float(),
+        metadata={
+            "mode": "mesh",
+            "transform": transform.to_dict(),
+            "domain_extent": [1.0, 1.0, 1.0],
+            "distance_scale": transform.scale,
+            "vertices": int(len(mesh.vertices)),
+            "faces": int(len(mesh.faces)),
+            "watertight": bool(mesh.is_watertight),
+            "bank": dict(BANK),
+            "near_sigmas": dict(NEAR_SIGMAS),
+        },
+        source=str(path) if path else None,
+        attributes={
+            "normals": torch.from_numpy(bank["normals"]).float(),
+            "on_surface": torch.from_numpy(bank["on_surface"]).float()[:, None],
+        },
+    )
+
+
+def point_cloud_signal(points: np.ndarray, normals: np.ndarray, path: Path | None = None) -> Signal:
+    """The SDF signal of an oriented point cloud: surface points (distance 0) with their normals."""
+    if len(points) < 16:
+        raise _fail(path or Path("<points>"), f"has only {len(points)} points; an oriented point cloud needs at least 16")
+    transform = fit_transform(points, MARGIN)
+    return Signal(
+        kind="sdf",
+        values=torch.zeros(len(points), 1),
+        nyquist=_nyquist(),
+        data_range=2.0,
+        points=torch.from_numpy(transform.to_normalised(points)).float(),
+        metadata={"mode": "points", "transform": transform.to_dict(), "domain_extent": [1.0, 1.0, 1.0],
+                  "distance_scale": transform.scale, "points": int(len(points))},
+        source=str(path) if path else None,
+        attributes={"normals": torch.from_numpy(normals).float(), "on_surface": torch.ones(len(points), 1)},
+    )
+
+
+def load_volume(path: Path) -> Signal:
+    """A dense SDF volume from a ``.npy`` file holding a 3D float array (negative inside)."""
+    try:
+        volume = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise _fail(path, f"is not a plain .npy array ({error}); save the grid with numpy.save, no pickled objects") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _fail(path, f"is not a readable .npy file ({error}); save the grid with numpy.save") from None
+    if not isinstance(volume, np.ndarray) or volume.ndim != 3:
+        shape = getattr(volume, "shape", None)
+        raise _fail(path, f"holds an array of shape {shape}, not a 3D grid; an SDF volume is a [X, Y, Z] float array")
+    if volume.dtype.kind != "f":
+        raise _fail(path, f"holds {volume.dtype} values, not floats; save the signed distances as float32 or float64")
+    if min(volume.shape) < 2:
+        raise _fail(path, f"grid {volume.shape} needs at least 2 samples per axis")
+    if not np.all(np.isfinite(volume)):
+        raise _fail(path, "contains NaN or infinite distances; clean the grid first")
+    if not (volume.min() < 0 < volume.max()):
+        raise _fail(path, "has no surface: the distances never change sign (negative inside, positive outside)")
+    shape = tuple(int(n) for n in volume.shape)
+    extent = grid_extent(shape)
+    spacing = 2.0 / (max(shape) - 1)
+    values = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32).reshape(-1, 1))
+    # Back to voxel indices, the coordinates marching cubes gives on the input grid itself.
+    transform = Transform(tuple((n - 1) / 2.0 for n in shape), 1.0 / spacing)
+    return Signal(
+        kind="sdf",
+        values=values,
+        nyquist=grid_nyquist(shape, extent),
+        data_range=float(values.max() - values.min()),
+        grid_shape=shape,
+        extent=extent,
+        metadata={"mode": "grid", "transform": transform.to_dict(), "domain_extent": list(extent),
+                  "distance_scale": 1.0},
+        source=str(path),
+    )
