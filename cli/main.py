@@ -118,6 +118,12 @@ def fit(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     spectrum_every: Annotated[Optional[int], typer.Option(help="Record the reconstruction's spectrum every N steps into spectrum_steps.png.")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Find a smaller model: fit on half the budget, then prune and fine-tune in rounds while the PSNR stays within --prune-tolerance (or at --target-psnr).")] = False,
+    l1: Annotated[float, typer.Option(help="L1 weight on the hidden weights (default 1e-7 with --prune, else 0).")] = -1.0,
+    l1_schedule: Annotated[str, typer.Option(help="constant, or ramp (from 0 over the first half).")] = "constant",
+    prune_tolerance: Annotated[float, typer.Option(help="dB of PSNR --prune may give up when no --target-psnr is set.")] = 0.5,
+    add_prune_every: Annotated[Optional[int], typer.Option(help="Every N steps, replace the least important input frequencies with new ones from the residual's spectrum.")] = None,
+    add_prune_count: Annotated[Optional[int], typer.Option(help="Input frequencies replaced each time (default 5%).")] = None,
 ) -> None:
     """Fit a sinusoidal INR to a signal file and write a run directory.
 
@@ -166,6 +172,16 @@ def fit(
             siren_omega0=siren_omega0,
             seed=seed,
         )
+        from inrkit.prune import PruneOptions
+
+        prune_options = PruneOptions(
+            l1=(1e-7 if prune else 0.0) if l1 < 0 else l1,
+            l1_schedule=l1_schedule,
+            shrink=prune,
+            tolerance_db=prune_tolerance,
+            add_prune_every=add_prune_every,
+            add_prune_count=add_prune_count,
+        )
         host = get_host()
         for problem in host.problems:
             typer.echo(f"warning: {problem}", err=True)
@@ -174,21 +190,77 @@ def fit(
         bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
         host.pm.register(bar, name="inrkit-progress")
         try:
-            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host, spectrum_every)
+            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host, spectrum_every,
+                               prune_options)
         finally:
             host.pm.unregister(bar)
         if not quiet:
-            final = summary.metrics["final"]
-            shown = "  ".join(
-                f"{k} {v:.4f}" if k == "ssim" else f"{k} {v:.2f} dB"
-                for k, v in final.items()
-                if isinstance(v, float) and math.isfinite(v) and k in ("psnr", "test_psnr", "ssim")
-            )
-            result = summary.result
-            typer.echo(
-                f"wrote {summary.run_dir}: {shown}  {summary.parameters} parameters  "
-                f"{result.steps} steps in {result.seconds:.1f} s (stopped by {result.stop_reason})"
-            )
+            _summarise(summary)
+
+
+def _summarise(summary) -> None:
+    final = summary.metrics["final"]
+    shown = []
+    for key, value in final.items():
+        if not isinstance(value, float) or not math.isfinite(value):
+            continue
+        if key in ("psnr", "test_psnr", "snr"):
+            shown.append(f"{key} {value:.2f} dB")
+        elif key in ("ssim", "normal_consistency", "fscore", "iou"):
+            shown.append(f"{key} {value:.4f}")
+        elif key == "chamfer":
+            shown.append(f"chamfer {100 * value:.3f}% of diagonal")
+    result = summary.result
+    typer.echo(
+        f"wrote {summary.run_dir}: {'  '.join(shown)}  {summary.parameters} parameters  "
+        f"{result.steps} steps in {result.seconds:.1f} s (stopped by {result.stop_reason})"
+    )
+    path_taken = summary.metrics.get("prune_path")
+    if path_taken:
+        first, last = path_taken[0], path_taken[-1]
+        typer.echo(f"pruning path: {len(path_taken)} phases, {first['parameters']} -> {summary.parameters} parameters "
+                   f"(see prune_path.png)")
+
+
+@app.command("prune")
+def prune_command(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit` (lattice or uniform model).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create for the pruned model.")],
+    target_params: Annotated[int, typer.Option(help="Largest number of stored parameters of the pruned model.")],
+    steps: Annotated[Optional[int], typer.Option(help="Fine-tuning steps over all rounds (default 1000 when no other rule is set).")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option(help="Fine-tuning seconds over all rounds.")] = None,
+    rounds: Annotated[int, typer.Option(help="Equal geometric cuts to reach the target, each fine-tuned.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate at the start of fine-tuning.")] = 5e-4,
+    lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end (default lr/10).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Prune a fitted model to a parameter budget: remove its least important neurons, fine-tuning between cuts."""
+    with _Guard():
+        from inrkit.config import TrainConfig
+        from inrkit.host import get_host
+        from inrkit.pipeline import prune_run
+        from inrkit.prune import PruneOptions
+
+        from inrkit.cli.progress import ProgressBar
+
+        if steps is None and max_seconds is None:
+            steps = 1000
+        config = TrainConfig(steps=steps, max_seconds=max_seconds, lr=lr,
+                             lr_final=lr_final if lr_final is not None else lr / 10, seed=seed, device=device)
+        options = PruneOptions(rounds=rounds, target_params=target_params)
+        host = get_host()
+        bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
+        host.pm.register(bar, name="inrkit-progress")
+        try:
+            summary = prune_run(run, output, target_params, config, input, overwrite, host, options)
+        finally:
+            host.pm.unregister(bar)
+        if not quiet:
+            _summarise(summary)
 
 
 @app.command()
@@ -284,7 +356,7 @@ def plugins(
             typer.echo(f"warning: {problem}", err=True)
 
 
-_BUILTIN_COMMANDS = {"fit", "export", "mesh", "spectrum", "plugins"}
+_BUILTIN_COMMANDS = {"fit", "export", "mesh", "prune", "spectrum", "plugins"}
 
 
 def _register_plugin_commands() -> None:

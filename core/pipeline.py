@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from inrkit import __version__
@@ -27,6 +28,7 @@ from inrkit.lattice import lattice_nyquist
 from inrkit.metrics import psnr
 from inrkit.model import build_model, stored_parameter_count
 from inrkit.plugin import ExportRequest, SignalType
+from inrkit.prune import PruneOptions
 from inrkit.signal import Signal
 from inrkit.spectrum import SpectrumRecorder, spectrum_report
 from inrkit.sizing import DEFAULT_INPUT_RATIO, stored_count, widths_for_params
@@ -116,10 +118,17 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
     if options.bandlimit == "auto":
         if siren:
             raise ConfigError("--bandlimit auto applies to lattice and uniform models, not SIREN")
-        from inrkit.spectrum import suggest_bandlimit
+        params = options.params or default_params(signal, signal_type)
+        if signal_type.suggest_bandlimit is not None:
+            suggested = int(signal_type.suggest_bandlimit(signal, params))
+        elif signal.grid_shape is None:
+            raise ConfigError(f"--bandlimit auto needs a gridded signal or a rule from the {signal_type.name!r} plugin; "
+                              "pass a whole number")
+        else:
+            from inrkit.spectrum import suggest_bandlimit
 
-        suggested = suggest_bandlimit(signal, options.params or default_params(signal, signal_type))
-        bandlimit = tuple(min(suggested, n) for n in nyquist)
+            suggested = suggest_bandlimit(signal, params)
+        bandlimit = tuple(min(max(1, suggested), n) for n in nyquist)
     elif isinstance(options.bandlimit, str):
         raise ConfigError(f"--bandlimit must be a whole number or 'auto', got {options.bandlimit!r}")
     elif options.bandlimit is not None:
@@ -216,6 +225,7 @@ def fit_file(
     overwrite: bool = False,
     host: Host | None = None,
     spectrum_every: int | None = None,
+    prune: PruneOptions | None = None,
 ) -> FitSummary:
     """Load ``path``, fit a model, and write a complete run directory at ``output``.
 
@@ -224,6 +234,9 @@ def fit_file(
     For gridded signals it also writes ``spectrum.png`` and ``spectrum.json``
     (:func:`inrkit.spectrum.spectrum_report`) and, with ``spectrum_every``,
     ``spectrum_steps.png``: the reconstruction's spectrum every N steps.
+    With ``prune`` (:class:`~inrkit.prune.PruneOptions`), the fit uses L1,
+    add-prune and/or shrinking rounds, and ``metrics.json`` gets the path it
+    took (``prune_path``), drawn in ``prune_path.png``.
     """
     host = host or get_host()
     check_new_run_dir(output, overwrite)
@@ -237,21 +250,77 @@ def fit_file(
         sampler_choice = "stratified" if train_config.sampler == "full" else train_config.sampler
         batch = rows_for(model_config, most=LARGE_SIGNAL_BATCH, least=4096)
         train_config = replace(train_config, batch_size=batch, sampler=sampler_choice)
-    sampler_name = train_config.sampler
     loss = host.loss(loss_name or signal_type.loss)
-    sampler = host.sampler(sampler_name)
+    sampler = host.sampler(train_config.sampler)
     model = build_model(model_config)
     recorder = SpectrumRecorder(signal, spectrum_every) if spectrum_every is not None else None
     if recorder is not None:
         host.pm.register(recorder, name="inrkit-spectrum-recorder")
     started = time.perf_counter()
+    path_taken = None
     try:
-        result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
+        if prune is not None and prune.active:
+            from inrkit.prune import pruned_fit
+
+            def grow(params: int) -> torch.nn.Module:
+                bigger = replace(model_options, params=params, width=None, input_frequencies=None)
+                return build_model(plan_model(signal, signal_type, bigger))
+
+            pruned = pruned_fit(model, signal, train_config, loss.fn, sampler.make, prune, host.pm.hook, device, grow)
+            result, path_taken = pruned.result, pruned.path
+        else:
+            result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
     finally:
         if recorder is not None:
             host.pm.unregister(recorder)
-    model = result.model
+    return _write_run(output, overwrite, host, signal, signal_type, Path(path), result, loss.name, train_config,
+                      device, started, recorder, path_taken, {"prune": asdict(prune)} if prune and prune.active else {})
 
+
+def prune_run(run_dir: Path, output: Path, target_params: int, train_config: TrainConfig, source: Path | None = None,
+              overwrite: bool = False, host: Host | None = None, options: PruneOptions | None = None) -> FitSummary:
+    """Prune a fitted run to at most ``target_params`` stored numbers, fine-tuning between cuts.
+
+    The signal is reloaded from the path the run recorded (or ``source``);
+    the loss and sampler are the run's. Writes a new run directory at
+    ``output`` with the path taken in ``metrics.json``.
+    """
+    from inrkit.prune import PruneOptions, pruned_fit
+
+    host = host or get_host()
+    check_new_run_dir(output, overwrite)
+    run = load_run(run_dir)
+    recorded = run.signal.get("source")
+    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
+    if path is None or not path.exists():
+        raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
+    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
+    signal = signal_type.load(path)
+    before = stored_parameter_count(run.model)
+    if target_params >= before:
+        raise ConfigError(f"--target-params {target_params} is not below the model's {before} stored numbers; "
+                          "choose a smaller target")
+    saved = run.config.get("train", {})
+    train_config = replace(train_config, sampler=saved.get("sampler") or "full", batch_size=saved.get("batch_size"),
+                           holdout=saved.get("holdout", 0.0), loss_weight=saved.get("loss_weight", 1.0))
+    loss = host.loss(run.config.get("loss") or signal_type.loss)
+    sampler = host.sampler(train_config.sampler)
+    device = resolve_device(train_config.device)
+    options = replace(options or PruneOptions(), target_params=target_params)
+    started = time.perf_counter()
+    model = run.model.to(device).train()
+    pruned = pruned_fit(model, signal, train_config, loss.fn, sampler.make, options, host.pm.hook, device,
+                        pretrained=True)
+    extra = {"prune": asdict(options), "pruned_from": {"run": str(Path(run_dir).resolve()), "parameters": before}}
+    return _write_run(output, overwrite, host, signal, signal_type, path, pruned.result, loss.name, train_config,
+                      device, started, None, pruned.path, extra)
+
+
+def _write_run(output: Path, overwrite: bool, host: Host, signal: Signal, signal_type: SignalType, path: Path,
+               result: FitResult, loss_name: str, train_config: TrainConfig, device: torch.device, started: float,
+               recorder: SpectrumRecorder | None, path_taken: list | None, extra: dict[str, Any]) -> FitSummary:
+    model = result.model
+    model_config = getattr(model, "config", None)
     signal_coords = signal.coordinates()
     reconstruction = evaluate(model, signal_coords)
     train_mask = torch.zeros(signal.samples, dtype=torch.bool)
@@ -269,11 +338,14 @@ def fit_file(
         "device": str(device),
         "curve": result.curve,
     }
+    if path_taken is not None:
+        summary_metrics["prune_path"] = path_taken
     config = {
         "inrkit_version": __version__,
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
-        "loss": loss.name,
+        "loss": loss_name,
+        **extra,
         "signal": {
             **signal.geometry(),
             "metadata": signal.metadata,
@@ -306,8 +378,27 @@ def fit_file(
         if recorder is not None and (strip := recorder.figure()) is not None:
             with atomic_output(staging / "spectrum_steps.png") as temporary:
                 strip.save(temporary, format="PNG")
+        if path_taken:
+            with atomic_output(staging / "prune_path.png") as temporary:
+                prune_path_figure(path_taken).save(temporary, format="PNG")
     summary_metrics["total_seconds"] = time.perf_counter() - started
     return FitSummary(Path(output), parameters, summary_metrics, result, model_config)
+
+
+def prune_path_figure(path_taken: list[dict[str, Any]]):
+    """PSNR and stored parameters after each phase of a pruned fit, one above the other."""
+    from inrkit.plots import line_chart, stack
+
+    phases = np.arange(len(path_taken), dtype=np.float64)
+    quality = np.array([p["psnr"] for p in path_taken], dtype=np.float64)
+    size = np.array([p["parameters"] for p in path_taken], dtype=np.float64)
+    marks = np.array([p["phase"] for p in path_taken if p.get("accepted") is False], dtype=np.float64)
+    top = line_chart([(phases, quality, (200, 60, 40), "training PSNR (dB)")],
+                     "PSNR after each phase (ticks: rejected prunes)", "phase", log_y=False,
+                     marks=marks if marks.size else None)
+    bottom = line_chart([(phases, size, (40, 90, 200), "stored parameters")], "model size after each phase",
+                        "phase", log_y=False)
+    return stack([top, bottom], horizontal=False)
 
 
 def _reuse(values: torch.Tensor, known: torch.Tensor, coords: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
@@ -380,4 +471,5 @@ def export_run(
     return exporter.export(request) or {}
 
 
-__all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model", "spectrum_of_run", "write_spectrum"]
+__all__ = ["FitSummary", "ModelOptions", "default_params", "export_run", "fit_file", "load_signal", "plan_model", "prune_path_figure",
+           "prune_run", "spectrum_of_run", "write_spectrum"]

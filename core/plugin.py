@@ -168,8 +168,12 @@ class SignalType:
         Default coordinates per step with the default sampler (None: all).
     bandlimit_fraction:
         Default bandlimit as a fraction of the Nyquist frequency, or None to
-        derive it from the signal's spectrum and the model size (as
-        ``--bandlimit auto``).
+        derive it from the signal and the model size (as ``--bandlimit auto``).
+    suggest_bandlimit:
+        ``suggest_bandlimit(signal, params) -> int``: this signal type's
+        ``--bandlimit auto`` (largest lattice frequency per axis) for a model
+        of ``params`` stored numbers, or None for the core's rule, which
+        reads the spectrum of a gridded signal.
     params_fraction:
         Default model size as a fraction of the number of sample values
         (samples x channels).
@@ -187,6 +191,7 @@ class SignalType:
     sampler: str = "full"
     batch_size: int | None = None
     bandlimit_fraction: float | None = 1.0 / 3.0
+    suggest_bandlimit: Callable[[Signal, int], int] | None = None
     params_fraction: float = 0.25
 
     def __post_init__(self) -> None:

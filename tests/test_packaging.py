@@ -94,3 +94,16 @@ def test_public_plugin_api_and_testing_kit_are_documented():
         assert f"`{name}`" in readme, f"README's plugin guide must name inrkit.plugin.{name}"
     for name in ("assert_plugin_discovered", "assert_fit_converges", "assert_export_round_trip", "fake_distribution", "inrkit_host", "inrkit_env"):
         assert hasattr(inrkit.testing, name) and name in readme, name
+
+
+def test_every_dataset_file_is_in_the_manifest_with_its_hash():
+    import hashlib
+    import json
+
+    manifest = json.loads((ROOT / "datasets" / "manifest.json").read_text())["files"]
+    listed = {entry["path"]: entry for entry in manifest}
+    present = {p.name for p in (ROOT / "datasets").iterdir() if p.name not in ("manifest.json", "README.md")}
+    assert present == set(listed)
+    for name, entry in listed.items():
+        assert hashlib.sha256((ROOT / "datasets" / name).read_bytes()).hexdigest() == entry["sha256"], name
+        assert entry["license"] and entry["source"], name

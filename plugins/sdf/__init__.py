@@ -225,6 +225,18 @@ def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor],
     return metrics
 
 
+def sdf_bandlimit(signal: Signal, params: int) -> int:
+    """``--bandlimit auto`` for SDFs: ``2.65 params^(1/6)`` (about 2.65 m^(1/3) for m input frequencies).
+
+    Signed distance fields are smooth away from thin features, and a 3D
+    lattice has few frequencies per axis for a given m, so the best bandlimit
+    grows slowly with the model. Measured (60 s fits, 2-core CPU): 50k
+    parameters on the bunny scan, Chamfer 0.052% at B = 16, 0.071% at 24,
+    0.39% at 48; 3,000 parameters on a sphere, 0.19% at B = 12, 0.82% at 16.
+    """
+    return max(2, round(2.65 * params ** (1 / 6)))
+
+
 @hookimpl
 def inrkit_register_signals(register):
     register(
@@ -238,7 +250,8 @@ def inrkit_register_signals(register):
             loss="sdf",
             sampler="uniform",
             batch_size=16_384,
-            bandlimit_fraction=1.0 / 8.0,
+            bandlimit_fraction=None,
+            suggest_bandlimit=sdf_bandlimit,
             params_fraction=0.2,
         )
     )

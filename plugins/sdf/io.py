@@ -73,7 +73,8 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
     """
     path = Path(path)
     try:
-        loaded = trimesh.load(str(path), process=True)
+        # Unprocessed, so NaN vertices are seen (processing drops them) and point normals stay aligned.
+        loaded = trimesh.load(str(path), process=False)
     except Exception as error:  # trimesh raises many types for bad files
         raise _fail(path, f"not a mesh trimesh can read ({type(error).__name__}: {error}); "
                           "use PLY, OBJ, STL, OFF, GLB/GLTF or a .npy SDF grid") from None
@@ -87,6 +88,8 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
         if normals is None:
             raise _fail(path, "is a point cloud without normals; an SDF needs a mesh with faces, "
                               "or points with normals (PLY properties nx, ny, nz)")
+        if normals.shape != vertices.shape:
+            raise _fail(path, f"has {len(normals)} normals for {len(vertices)} points; every point needs one normal")
         lengths = np.linalg.norm(normals, axis=1)
         if not np.all(np.isfinite(normals)) or np.any(lengths < 1e-12):
             raise _fail(path, "has zero, NaN or infinite normals; every point needs a unit normal")
@@ -99,6 +102,7 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
     if len(loaded.faces) == 0:
         raise _fail(path, "has vertices but no faces; pass a triangle mesh, or a point cloud with normals (nx, ny, nz)")
     _check_extent(path, vertices)
+    loaded = trimesh.Trimesh(vertices, loaded.faces, process=True)  # merge duplicate vertices (STL), drop unused
     if not loaded.area > 0:
         raise _fail(path, "has only degenerate (zero-area) faces; the mesh has no surface to fit")
     if not loaded.is_watertight:
@@ -126,9 +130,9 @@ def _check_extent(path: Path, vertices: np.ndarray) -> None:
 def _ply_normals(cloud: trimesh.PointCloud) -> np.ndarray | None:
     raw = cloud.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
     if isinstance(raw, dict) and all(k in raw for k in ("nx", "ny", "nz")):
-        return np.stack([np.asarray(raw[k], dtype=np.float64) for k in ("nx", "ny", "nz")], axis=1)
+        return np.stack([np.asarray(raw[k], dtype=np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
     if isinstance(raw, np.ndarray) and raw.dtype.names and {"nx", "ny", "nz"} <= set(raw.dtype.names):
-        return np.stack([raw[k].astype(np.float64) for k in ("nx", "ny", "nz")], axis=1)
+        return np.stack([raw[k].astype(np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
     return None
 
 
