@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sdf_fit_cpu.md")
     args = parser.parse_args()
     inrkit = [sys.executable, "-m", "inrkit.cli"]
-    rows, data = [], {"mesh": str(args.mesh.relative_to(ROOT) if args.mesh.is_relative_to(ROOT) else args.mesh),
+    rows, data = [], {"input": str(args.mesh.relative_to(ROOT) if args.mesh.is_relative_to(ROOT) else args.mesh),
                       "seconds": args.seconds, "machine": machine("cpu"), "runs": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name, extra in MODELS.items():
@@ -74,7 +74,7 @@ def main() -> None:
             data["mesh"] = {"resolution": args.resolution, "wall": mesh_wall, "peak_mib": mesh_peak,
                             "output": printed.strip()}
     table = (
-        f"# SDF fit of {data['mesh']}: {args.seconds:.0f} s budget, CPU\n\n"
+        f"# SDF fit of {data['input']}: {args.seconds:.0f} s budget, CPU\n\n"
         f"Machine: {data['machine']}. Metrics on the mesh each fit extracts at 128^3, against the input scan:\n"
         "Chamfer-L1 as a fraction of the scan's bounding-box diagonal (exact point-to-surface distances, "
         "100k samples per surface), normal consistency, F-score at 1% of the diagonal, volumetric IoU "

@@ -107,3 +107,13 @@ def test_every_dataset_file_is_in_the_manifest_with_its_hash():
     for name, entry in listed.items():
         assert hashlib.sha256((ROOT / "datasets" / name).read_bytes()).hexdigest() == entry["sha256"], name
         assert entry["license"] and entry["source"], name
+
+
+def test_every_cli_command_has_a_readme_section():
+    from inrkit.cli.main import app
+
+    readme = (ROOT / "README.md").read_text()
+    names = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert {"fit", "export", "mesh", "prune", "spectrum", "plugins"} <= set(names)
+    for name in names:
+        assert f"### `inrkit {name}" in readme, f"README's CLI reference must have a section for `inrkit {name}`"

@@ -304,3 +304,27 @@ def test_bundled_scan_is_a_real_open_mesh():
     with pytest.warns(InrkitWarning, match="not watertight"):
         mesh = io.read_shape(DATASETS / "bunny-scan.ply")
     assert len(mesh.faces) > 90_000
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".stl", ".off", ".glb"])
+def test_mesh_formats_load_with_their_geometry(tmp_path, suffix):
+    box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
+    box.apply_translation([1.0, 2.0, 3.0])
+    path = tmp_path / f"box{suffix}"
+    box.export(path)
+    loaded = io.read_shape(path)
+    assert isinstance(loaded, trimesh.Trimesh) and loaded.is_watertight
+    assert np.allclose(loaded.bounds, box.bounds, atol=1e-6)
+    assert loaded.volume == pytest.approx(6.0, rel=1e-6)
+
+
+def test_glb_export_round_trips(tmp_path, small_bank):
+    source = _write_mesh(tmp_path / "ball.obj", trimesh.creation.icosphere(subdivisions=3, radius=1.0))
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["fit", str(source), "-o", str(run), "--steps", "40", "--params", "2000",
+                               "--quiet"]).exit_code == 0
+    out = tmp_path / "ball.glb"
+    result = runner.invoke(app, ["export", str(run), "--resolution", "32", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    loaded = io.read_shape(out)
+    assert len(loaded.faces) > 100 and np.all(np.abs(loaded.bounds) < 1.3)

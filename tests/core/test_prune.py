@@ -1,0 +1,191 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from inrkit.checkpoint import load_run
+from inrkit.cli.main import app
+from inrkit.config import ModelConfig
+from inrkit.errors import ConfigError
+from inrkit.model import build_model, stored_parameter_count
+from inrkit.prune import (
+    PruneOptions,
+    hidden_importance,
+    input_importance,
+    remove_hidden,
+    remove_inputs,
+    residual_candidates,
+    shrink_to,
+    spectral_contribution,
+    swap_inputs,
+)
+from inrkit.signal import Signal, grid_coordinates, grid_extent, grid_nyquist
+from inrkit.sizing import stored_count
+from inrkit.train import evaluate
+
+runner = CliRunner()
+DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+
+
+def _model(dims=2, m=40, n=30, channels=3, layers=1, mode="project", seed=0):
+    config = ModelConfig(dims=dims, out_channels=channels, input_frequencies=m, width=n, hidden_layers=layers,
+                         bandlimit=(12,) * dims, low_bandlimit=(4,) * dims, bound_mode=mode, seed=seed,
+                         output_offset=(0.1,) * channels, output_scale=(0.7,) * channels)
+    return build_model(config)
+
+
+def _coords(dims=2, count=3000, seed=0):
+    return torch.rand(count, dims, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("mode", ["project", "tanh"])
+def test_removing_zero_columns_leaves_the_output_unchanged(mode):
+    model = _model(mode=mode)
+    layer = model.hidden[0]
+    with torch.no_grad():
+        if mode == "tanh":
+            layer.raw_weight[:, [3, 7, 20]] = 0.0
+        else:
+            layer.weight[:, [3, 7, 20]] = 0.0
+    keep = torch.ones(40, dtype=torch.bool)
+    keep[[3, 7, 20]] = False
+    coords = _coords()
+    smaller = remove_inputs(model, keep)
+    assert smaller.input.frequencies.shape[0] == 37
+    assert stored_parameter_count(smaller) == stored_parameter_count(model) - 3 * (2 + 1 + 30 + (mode == "tanh"))
+    assert torch.allclose(evaluate(smaller, coords), evaluate(model, coords), atol=1e-6, rtol=0)
+    assert float(input_importance(model)[3]) == 0.0
+
+
+def test_removing_constant_hidden_neurons_is_exact():
+    model = _model()
+    with torch.no_grad():
+        model.hidden[0].weight[[2, 9]] = 0.0  # these neurons output sin(omega_g b_i) everywhere
+    keep = torch.ones(30, dtype=torch.bool)
+    keep[[2, 9]] = False
+    coords = _coords()
+    smaller = remove_hidden(model, keep)
+    assert smaller.config.width == 28
+    assert torch.allclose(evaluate(smaller, coords), evaluate(model, coords), atol=1e-6, rtol=0)
+    assert torch.all(hidden_importance(model)[[2, 9]] == 0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_input_importance_bounds_the_change_of_removing_a_neuron(layers):
+    model = _model(layers=layers)
+    coords = _coords(count=5000)
+    full = evaluate(model, coords)
+    scores = input_importance(model)
+    changes = []
+    for j in range(40):
+        keep = torch.ones(40, dtype=torch.bool)
+        keep[j] = False
+        change = float((evaluate(remove_inputs(model, keep), coords) - full).norm(dim=1).max())
+        assert change <= float(scores[j]) + 1e-6
+        changes.append(change)
+    # Not vacuous: the score ranks the neurons as their real effect does.
+    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    correlation = np.corrcoef(ranks(np.array(changes)), ranks(scores.numpy()))[0, 1]
+    assert correlation > 0.3, correlation
+
+
+def test_spectral_contribution_matches_the_fft():
+    # One input dimension, frequencies chosen so that no low-order combination of the
+    # others lands on 1, 16 or 43; small weights make higher orders negligible.
+    config = ModelConfig(dims=1, out_channels=1, input_frequencies=3, width=6, hidden_layers=1,
+                         bandlimit=(60,), low_bandlimit=(60,), c_low=0.3, seed=3)
+    model = build_model(config).double()
+    with torch.no_grad():
+        model.input.frequencies.copy_(torch.tensor([[1], [16], [43]], dtype=torch.int32))
+        model.hidden[0].weight.mul_(0.3)
+    samples = 512
+    x = -2.0 + 4.0 * torch.arange(samples, dtype=torch.float64)[:, None] / samples  # one period, p = 4
+    values = model(x)[:, 0].detach().numpy()
+    spectrum = np.fft.rfft(values) / samples * 2
+    predicted = spectral_contribution(model).numpy()
+    for j, f in enumerate((1, 16, 43)):
+        assert abs(abs(spectrum[f]) - predicted[j]) < 2e-3 * max(predicted.max(), 1e-9)
+
+
+def test_shrink_to_a_budget_saves_and_reloads(tmp_path):
+    model = _model()
+    target = stored_parameter_count(model) // 2
+    smaller = shrink_to(model, target, _coords())
+    count = stored_parameter_count(smaller)
+    assert count <= target
+    config = smaller.config
+    assert count == stored_count("lattice", 2, 3, config.input_frequencies, config.width, 1)
+    with pytest.raises(ConfigError, match="below the smallest model"):
+        shrink_to(model, 10)
+
+
+def test_swap_keeps_the_size_and_the_function():
+    torch.manual_seed(0)
+    shape = (24, 24)
+    extent = grid_extent(shape)
+    coords = grid_coordinates(shape, extent)
+    values = torch.sin(2 * math.pi * 5 / 4 * coords[:, :1]) + 0.5 * torch.cos(2 * math.pi * 3 / 4 * coords[:, 1:])
+    signal = Signal("test", values, grid_nyquist(shape, extent), 3.0, grid_shape=shape, extent=extent)
+    model = _model(channels=1, m=20, n=20)
+    reconstruction = evaluate(model, coords)
+    candidates = residual_candidates(model, signal, reconstruction, 4, (12, 12))
+    used = {tuple(f) for f in model.input.frequencies.tolist()}
+    assert candidates.shape == (4, 2) and not any(tuple(q) in used for q in candidates.tolist())
+    assert [5, 0] in candidates.tolist() or [0, 3] in candidates.tolist()  # where the residual's energy is
+    swapped, facts = swap_inputs(model, 4, signal, torch.Generator().manual_seed(1), reconstruction)
+    assert swapped.input.frequencies.shape == model.input.frequencies.shape
+    assert len(facts["added"]) == 4 and facts["from_residual"] == 4
+    change = (evaluate(swapped, coords) - reconstruction).abs().max()
+    removed_bound = input_importance(model).sort().values[:4].sum()
+    assert float(change) <= float(removed_bound) + 0.05  # new neurons start nearly silent
+    bounds = swapped.hidden[0].bounds
+    assert torch.all(swapped.hidden[0].scaled_weight().abs() <= bounds + 1e-6)
+
+
+def test_prune_options_refuse_nonsense():
+    with pytest.raises(ConfigError, match="--l1"):
+        PruneOptions(l1=-1.0)
+    with pytest.raises(ConfigError, match="--target-params"):
+        PruneOptions(target_params=0)
+    with pytest.raises(ConfigError, match="--add-prune-every"):
+        PruneOptions(add_prune_every=0)
+
+
+def test_cli_fit_with_prune_and_the_prune_command(tmp_path):
+    image = DATASETS / "camera-128.png"
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(image), "-o", str(run), "--steps", "120", "--params", "6000",
+                                 "--prune", "--prune-tolerance", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    path = metrics["prune_path"]
+    assert path[0]["action"] == "fit" and len(path) > 1 and (run / "prune_path.png").is_file()
+    saved = load_run(run)
+    assert stored_parameter_count(saved.model) == metrics["parameters"] == saved.config["stored_parameters"]
+
+    small = tmp_path / "small"
+    result = runner.invoke(app, ["prune", str(run), "--target-params", "2500", "--steps", "60", "-o", str(small),
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    pruned = load_run(small)
+    count = stored_parameter_count(pruned.model)
+    assert count <= 2500 and count == json.loads((small / "metrics.json").read_text())["parameters"]
+    # The saved model reproduces the reconstruction written beside it (8-bit PNG: half a level).
+    from PIL import Image
+
+    written = np.asarray(Image.open(small / "reconstruction.png"), dtype=np.float64)
+    shape = tuple(pruned.signal["grid_shape"])
+    values = evaluate(pruned.model, grid_coordinates(shape, pruned.signal["extent"])).numpy().reshape(shape)
+    assert np.max(np.abs(written - np.clip((values + 1) / 2 * 255, 0, 255))) <= 0.51
+
+    bad = runner.invoke(app, ["prune", str(run), "--target-params", "999999", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not below" in bad.output and not (tmp_path / "x").exists()
+    siren = tmp_path / "siren"
+    assert runner.invoke(app, ["fit", str(image), "-o", str(siren), "--steps", "2", "--architecture", "siren",
+                               "--params", "3000", "--quiet"]).exit_code == 0
+    refused = runner.invoke(app, ["prune", str(siren), "--target-params", "1000", "-o", str(tmp_path / "y")])
+    assert refused.exit_code == 2 and "not SIREN" in refused.output
