@@ -46,8 +46,9 @@ class ProgressBar:
         eta = seconds * (1 - progress) / progress if progress > 0 else math.inf
         psnr = step.get("psnr", math.nan)
         quality = f"PSNR {psnr:5.2f} dB" if isinstance(psnr, float) and math.isfinite(psnr) else ""
+        phase = f"phase {step['phase']}  " if step.get("phase") else ""
         return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {progress * 100:3.0f}%  step {step['step']}  "
+            f"[{'#' * filled}{'.' * (width - filled)}] {progress * 100:3.0f}%  {phase}step {step['step']}  "
             f"loss {step['loss']:.3e}  {quality}  {_clock(seconds)} elapsed  ETA {_clock(eta)}"
         )
 

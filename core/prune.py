@@ -502,20 +502,50 @@ def measured_psnr(model: torch.nn.Module, signal: Signal, index: torch.Tensor) -
     return psnr(reconstruction[index], signal.values[index], signal.data_range), reconstruction
 
 
+class _PhaseRelay:
+    """Passes a phase's observer calls on as one fit: steps, seconds and progress run on across phases.
+
+    ``inrkit_fit_start`` goes out once (first phase), ``inrkit_fit_end`` once
+    (by :func:`pruned_fit`, with the merged result); each step carries
+    ``phase`` (``"3: prune + fine-tune"``) for progress displays.
+    """
+
+    def __init__(self, hook: Any, record: _Recorder):
+        self.hook, self.record = hook, record
+        self.window, self.label, self.started = (0.0, 1.0), "", False
+
+    def inrkit_fit_start(self, info: dict[str, Any]) -> None:
+        if not self.started:
+            self.started = True
+            self.hook.inrkit_fit_start(info=info)
+
+    def inrkit_step_end(self, step: dict[str, Any]) -> None:
+        low, high = self.window
+        self.hook.inrkit_step_end(step={
+            **step, "step": step["step"] + self.record.steps, "seconds": step["seconds"] + self.record.seconds,
+            "progress": low + (high - low) * step.get("progress", 0.0), "phase": self.label})
+
+    def inrkit_fit_end(self, result: Any) -> None:
+        """Swallowed: the merged result is announced once at the end."""
+
+
 class _Phases:
     """Runs consecutive fits on slices of one budget and records the path."""
 
     def __init__(self, signal, config, loss, make_sampler, hook, device):
         self.signal, self.config, self.loss = signal, config, loss
-        self.make_sampler, self.hook, self.device = make_sampler, hook, device
+        self.make_sampler, self.device = make_sampler, device
         self.record = _Recorder()
+        self.relay = _PhaseRelay(hook, self.record) if hook is not None else None
         self.path: list[dict[str, Any]] = []
 
     def run(self, model, start: float, end: float, target: float | None, action: str, **facts):
         from inrkit.train import fit
 
+        if self.relay is not None:
+            self.relay.window, self.relay.label = (start, end), f"{len(self.path)}: {action}"
         result = fit(model, self.signal, _phase_config(self.config, start, end, target), self.loss,
-                     self.make_sampler, self.hook, self.device)
+                     self.make_sampler, self.relay, self.device)
         self.record.add(result)
         quality, reconstruction = measured_psnr(result.model, self.signal, result.train_index)
         self.path.append({"phase": len(self.path), "action": action,
@@ -552,7 +582,10 @@ def pruned_fit(model: torch.nn.Module, signal: Signal, config: TrainConfig, loss
         model = _shrink(model, config, options, phases, grow, fitted=bool(options.add_prune_every))
     elif not options.add_prune_every:
         model, _, _ = phases.run(model, 0.0, 1.0, config.target_psnr, "fit")
-    return PrunedFit(phases.record.merged(model), phases.path)
+    merged = phases.record.merged(model)
+    if hook is not None:
+        hook.inrkit_fit_end(result=merged)
+    return PrunedFit(merged, phases.path)
 
 
 def _add_prune(model, config, options, phases: _Phases, share: float):

@@ -189,3 +189,40 @@ def test_cli_fit_with_prune_and_the_prune_command(tmp_path):
                                "--params", "3000", "--quiet"]).exit_code == 0
     refused = runner.invoke(app, ["prune", str(siren), "--target-params", "1000", "-o", str(tmp_path / "y")])
     assert refused.exit_code == 2 and "not SIREN" in refused.output
+
+
+def test_a_pruned_fit_looks_like_one_fit_to_observers():
+    from inrkit.config import TrainConfig
+    from inrkit.host import get_host
+    from inrkit.pipeline import ModelOptions, load_signal, plan_model
+    from inrkit.prune import pruned_fit
+
+    host = get_host()
+    signal, signal_type = load_signal(DATASETS / "camera-128.png", None, host)
+    model = build_model(plan_model(signal, signal_type, ModelOptions(params=3000)))
+
+    class Spy:
+        def __init__(self):
+            self.calls = []
+
+        def inrkit_fit_start(self, info):
+            self.calls.append(("start", None))
+
+        def inrkit_step_end(self, step):
+            self.calls.append(("step", step))
+
+        def inrkit_fit_end(self, result):
+            self.calls.append(("end", result))
+
+    spy = Spy()
+    config = TrainConfig(steps=60, lr=2e-3, lr_final=2e-4)
+    done = pruned_fit(model, signal, config, host.loss("mse").fn, host.sampler("full").make,
+                      PruneOptions(target_params=1500, rounds=2), hook=spy)
+    kinds = [kind for kind, _ in spy.calls]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == 1 and kinds.count("end") == 1
+    steps = [payload for kind, payload in spy.calls if kind == "step"]
+    assert [s["step"] for s in steps] == sorted(s["step"] for s in steps)
+    progress = [s["progress"] for s in steps]
+    assert progress == sorted(progress) and progress[-1] > 0.95
+    assert {s["phase"].split(": ")[1] for s in steps} == {"fit", "prune + fine-tune"}
+    assert done.result.steps == 60 and len(done.path) == 3
