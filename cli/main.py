@@ -119,7 +119,7 @@ def fit(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     spectrum_every: Annotated[Optional[int], typer.Option(help="Record the reconstruction's spectrum every N steps into spectrum_steps.png.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Find a smaller model: fit on half the budget, then prune and fine-tune in rounds while the PSNR stays within --prune-tolerance (or at --target-psnr).")] = False,
-    l1: Annotated[float, typer.Option(help="L1 weight on the hidden weights (default 1e-7 with --prune, else 0).")] = -1.0,
+    l1: Annotated[Optional[float], typer.Option(help="L1 weight on the hidden weights (default 1e-7 with --prune, else 0).")] = None,
     l1_schedule: Annotated[str, typer.Option(help="constant, or ramp (from 0 over the first half).")] = "constant",
     prune_tolerance: Annotated[float, typer.Option(help="dB of PSNR --prune may give up when no --target-psnr is set.")] = 0.5,
     add_prune_every: Annotated[Optional[int], typer.Option(help="Every N steps, replace the least important input frequencies with new ones from the residual's spectrum.")] = None,
@@ -175,7 +175,7 @@ def fit(
         from inrkit.prune import PruneOptions
 
         prune_options = PruneOptions(
-            l1=(1e-7 if prune else 0.0) if l1 < 0 else l1,
+            l1=(1e-7 if prune else 0.0) if l1 is None else l1,
             l1_schedule=l1_schedule,
             shrink=prune,
             tolerance_db=prune_tolerance,

@@ -102,8 +102,14 @@ def sdf_loss(context: FitContext, batch: Batch) -> torch.Tensor:
     return torch.mean(torch.abs(context.predict(batch) - batch.target))
 
 
+#: Scale of sdf-eikonal's regulariser at --loss-weight 1. Measured on a sphere (2,500 parameters,
+#: 400 steps): 0.1 lowers the eikonal residual from 0.139 (plain sdf) to 0.119 at the same Chamfer
+#: distance (0.027%); 1.0 raises the Chamfer distance to 0.74%.
+EIKONAL_SCALE = 0.1
+
+
 def sdf_eikonal_loss(context: FitContext, batch: Batch) -> torch.Tensor:
-    """:func:`sdf_loss` plus ``loss_weight`` x (eikonal residual on the batch + normal misalignment on its surface points).
+    """:func:`sdf_loss` plus ``0.1 x loss_weight`` x (eikonal residual on the batch + normal misalignment on its surface points).
 
     Needs the network's gradient at every batch point (double backward), so a
     step costs about three times an ``sdf`` step.
@@ -112,7 +118,7 @@ def sdf_eikonal_loss(context: FitContext, batch: Batch) -> torch.Tensor:
         return points_loss(context, batch)
     output, gradient = _gradient(context.model, batch.coords)
     loss = torch.mean(torch.abs(output - batch.target))
-    weight = getattr(context.config, "loss_weight", 1.0) if context.config is not None else 1.0
+    weight = EIKONAL_SCALE * (getattr(context.config, "loss_weight", 1.0) if context.config is not None else 1.0)
     regulariser = torch.mean(torch.abs(gradient.norm(dim=1) - 1))
     if "on_surface" in batch.extra:
         surface = batch.extra["on_surface"][:, 0] > 0.5
@@ -261,7 +267,7 @@ def inrkit_register_signals(register):
 def inrkit_register_losses(register):
     register(LossType("sdf", sdf_loss, "L1 on signed distances; SIREN-style for oriented point clouds (SDF)"))
     register(LossType("sdf-eikonal", sdf_eikonal_loss,
-                      "sdf plus loss-weight x (eikonal + normal alignment), with autograd gradients (SDF)"))
+                      "sdf plus 0.1 x loss-weight x (eikonal + normal alignment), with autograd gradients (SDF)"))
 
 
 @hookimpl

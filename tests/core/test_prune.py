@@ -226,3 +226,16 @@ def test_a_pruned_fit_looks_like_one_fit_to_observers():
     assert progress == sorted(progress) and progress[-1] > 0.95
     assert {s["phase"].split(": ")[1] for s in steps} == {"fit", "prune + fine-tune"}
     assert done.result.steps == 60 and len(done.path) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--l1", "-5"], "--l1"),
+    (["--prune", "--prune-tolerance", "-1"], "--prune-tolerance"),
+    (["--add-prune-every", "0"], "--add-prune-every"),
+    (["--l1", "1e-6", "--l1-schedule", "sometimes"], "--l1-schedule"),
+])
+def test_absurd_prune_options_exit_2(tmp_path, args, message):
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(DATASETS / "camera-128.png"), "-o", str(run), "--steps", "5", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not run.exists()

@@ -328,3 +328,20 @@ def test_glb_export_round_trips(tmp_path, small_bank):
     assert result.exit_code == 0, result.output
     loaded = io.read_shape(out)
     assert len(loaded.faces) > 100 and np.all(np.abs(loaded.bounds) < 1.3)
+
+
+def test_eikonal_loss_lowers_the_gradient_residual(tmp_path, small_bank):
+    source = _write_mesh(tmp_path / "ball.ply", trimesh.creation.icosphere(subdivisions=3, radius=1.0))
+    residuals = {}
+    for loss in ("sdf", "sdf-eikonal"):
+        run = tmp_path / loss
+        result = runner.invoke(app, ["fit", str(source), "-o", str(run), "--steps", "80", "--params", "2500",
+                                     "--loss", loss, "--quiet"])
+        assert result.exit_code == 0, result.output
+        from inrkit.checkpoint import load_run
+
+        model = load_run(run).model
+        coords = (torch.rand(3000, 3, generator=torch.Generator().manual_seed(5)) * 2 - 1).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(model(coords).sum(), coords)
+        residuals[loss] = float(torch.mean(torch.abs(gradient.norm(dim=1) - 1)))
+    assert residuals["sdf-eikonal"] < residuals["sdf"]
