@@ -393,9 +393,12 @@ def prune_path_figure(path_taken: list[dict[str, Any]]):
     quality = np.array([p["psnr"] for p in path_taken], dtype=np.float64)
     size = np.array([p["parameters"] for p in path_taken], dtype=np.float64)
     marks = np.array([p["phase"] for p in path_taken if p.get("accepted") is False], dtype=np.float64)
-    top = line_chart([(phases, quality, (200, 60, 40), "training PSNR (dB)")],
-                     "PSNR after each phase (ticks: rejected prunes)", "phase", log_y=False,
-                     marks=marks if marks.size else None)
+    series = [(phases, quality, (200, 60, 40), "training PSNR (dB)")]
+    goals = [p["goal"] for p in path_taken if "goal" in p]
+    if goals:
+        series.append((phases, np.full_like(phases, goals[0]), (150, 150, 150), "goal"))
+    top = line_chart(series, "PSNR after each phase (ticks: rejected prunes; the model kept is the last accepted)",
+                     "phase", log_y=False, marks=marks if marks.size else None)
     bottom = line_chart([(phases, size, (40, 90, 200), "stored parameters")], "model size after each phase",
                         "phase", log_y=False)
     return stack([top, bottom], horizontal=False)
