@@ -233,7 +233,6 @@ def prune_command(
     lr: Annotated[float, typer.Option(help="Adam learning rate at the start of fine-tuning.")] = 2e-3,
     lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end (default lr/10).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of sampling.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
@@ -250,7 +249,7 @@ def prune_command(
         if steps is None and max_seconds is None:
             steps = 1000
         config = TrainConfig(steps=steps, max_seconds=max_seconds, lr=lr,
-                             lr_final=lr_final if lr_final is not None else lr / 10, seed=seed, device=device)
+                             lr_final=lr_final if lr_final is not None else lr / 10, device=device)
         options = PruneOptions(rounds=rounds, target_params=target_params)
         host = get_host()
         bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
@@ -308,6 +307,8 @@ def mesh(
         kind = load_run(run).signal.get("signal_type")
         if kind != "sdf":
             _fail(f"{run} holds a {kind!r} fit, not an SDF; `inrkit mesh` needs a run of `inrkit fit --signal sdf`")
+        if output.suffix.lower() not in (".ply", ".obj", ".stl", ".glb"):
+            _fail(f"-o {output} must end in .ply, .obj, .stl or .glb (for the field on a grid use `inrkit export -o x.npy`)")
         options = {"resolution": [resolution] * 3, "level": level, "smooth": smooth}
         facts = export_run(run, output, options, None, device=device)
         typer.echo(f"wrote {output}" + _facts(facts))

@@ -56,9 +56,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
     temporary = Path(temporary)
     try:
         yield temporary
+        if temporary.exists():
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -105,6 +113,7 @@ def staged_run_dir(path: Path, overwrite: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield staging
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
         if path.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, retired / "run")

@@ -292,6 +292,8 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
     run = load_run(run_dir)
     recorded = run.signal.get("source")
     path = Path(source) if source is not None else (Path(recorded) if recorded else None)
+    if source is not None and not path.exists():
+        raise InputError(f"--input {source} does not exist; pass the file the run was fitted to")
     if path is None or not path.exists():
         raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
     signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
@@ -301,8 +303,10 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
         raise ConfigError(f"--target-params {target_params} is not below the model's {before} stored numbers; "
                           "choose a smaller target")
     saved = run.config.get("train", {})
+    # The run's seed too: the hold-out split must be the one the model never saw.
     train_config = replace(train_config, sampler=saved.get("sampler") or "full", batch_size=saved.get("batch_size"),
-                           holdout=saved.get("holdout", 0.0), loss_weight=saved.get("loss_weight", 1.0))
+                           holdout=saved.get("holdout", 0.0), loss_weight=saved.get("loss_weight", 1.0),
+                           seed=saved.get("seed", train_config.seed))
     loss = host.loss(run.config.get("loss") or signal_type.loss)
     sampler = host.sampler(train_config.sampler)
     device = resolve_device(train_config.device)

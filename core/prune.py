@@ -127,13 +127,13 @@ def spectral_contribution(model: torch.nn.Module) -> torch.Tensor:
     if len(model.hidden) != 1:
         raise ConfigError("the spectral contribution is computed for models with one hidden layer")
     layer = model.hidden[0]
-    a = layer.scaled_weight().double().numpy()
-    bias = (layer.omega_g * layer.bias).double().numpy()
+    a = layer.scaled_weight().detach().double().cpu().numpy()
+    bias = (layer.omega_g * layer.bias).detach().double().cpu().numpy()
     zeroth = j0(a)
     safe = np.where(np.abs(zeroth) > 1e-12, zeroth, 1e-12)
     product = np.prod(zeroth, axis=1, keepdims=True) / safe
     per_neuron = 2 * j1(a) * np.cos(bias)[:, None] * product  # [n, m]
-    head = (model.head.weight * model.output.scale[:, None]).double().numpy()  # [channels, n]
+    head = (model.head.weight * model.output.scale[:, None]).detach().double().cpu().numpy()  # [channels, n]
     return torch.from_numpy(np.linalg.norm(head @ per_neuron, axis=0))
 
 
@@ -249,9 +249,19 @@ def shrink_to(model: torch.nn.Module, params: int, coords: torch.Tensor | None =
         m, n = widths_at(model.config, params)
         model = _keep_top(model, hidden_importance(model), n, hidden=True, coords=coords)
     else:
+        config = model.config
+
+        def count(m: int) -> int:
+            return stored_count(config.architecture, config.dims, config.out_channels, m, config.width,
+                                config.hidden_layers, config.bound_mode)
+
+        if count(1) > params:
+            raise ConfigError(
+                f"a model with {config.hidden_layers} hidden layers of width {config.width} stores at least "
+                f"{count(1)} numbers after removing input neurons (hidden neurons are pruned in one-hidden-layer "
+                f"models only); choose --target-params of at least {count(1)}, or fit with --hidden-layers 1")
         m = model.input.frequencies.shape[0]
-        while m > 1 and stored_count(model.config.architecture, model.config.dims, model.config.out_channels, m,
-                                     model.config.width, model.config.hidden_layers, model.config.bound_mode) > params:
+        while m > 1 and count(m) > params:
             m -= 1
     return _keep_top(model, input_importance(model), m, hidden=False)
 
@@ -411,7 +421,8 @@ class PruneOptions:
         (:func:`swap_inputs`).
     grow:
         With a target PSNR that the first fit misses: refit from scratch at
-        twice the size, at most this many times.
+        twice the size, at most this many times (each refit spends the
+        first fit's share of the budget again).
     """
 
     l1: float = 0.0
@@ -435,6 +446,8 @@ class PruneOptions:
             raise ConfigError(f"--add-prune-every must be at least 1 step, got {self.add_prune_every}")
         if self.add_prune_count is not None and self.add_prune_count < 1:
             raise ConfigError(f"--add-prune-count must be at least 1, got {self.add_prune_count}")
+        if self.add_prune_count is not None and self.add_prune_every is None:
+            raise ConfigError("--add-prune-count needs --add-prune-every N (how often to replace frequencies)")
         if self.rounds < 1:
             raise ConfigError(f"pruning rounds must be at least 1, got {self.rounds}")
         with_l1(lambda context, batch: None, self.l1, self.l1_schedule)  # validates l1 and its schedule
@@ -461,7 +474,8 @@ def _phase_config(config: TrainConfig, start: float, end: float, target: float |
     share = end - start
     return replace(
         config,
-        steps=max(1, round(config.steps * share)) if config.steps else None,
+        # Phase lengths add up to the budget: each phase ends where the budget's fraction ``end`` does.
+        steps=max(1, round(config.steps * end) - round(config.steps * start)) if config.steps else None,
         max_seconds=config.max_seconds * share if config.max_seconds else None,
         target_psnr=target,
         lr=_lr_at(config, start),
@@ -529,6 +543,14 @@ class _PhaseRelay:
         """Swallowed: the merged result is announced once at the end."""
 
 
+class _Interrupted(Exception):
+    """Ctrl-C in one phase ends the whole pruned fit (with the model trained so far)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__("interrupted")
+        self.model = model
+
+
 class _Phases:
     """Runs consecutive fits on slices of one budget and records the path."""
 
@@ -545,12 +567,15 @@ class _Phases:
         if self.relay is not None:
             self.relay.window, self.relay.label = (start, end), f"{len(self.path)}: {action}"
         result = fit(model, self.signal, _phase_config(self.config, start, end, target), self.loss,
-                     self.make_sampler, self.relay, self.device)
+                     self.make_sampler, self.relay, self.device, step_offset=self.record.steps)
         self.record.add(result)
         quality, reconstruction = measured_psnr(result.model, self.signal, result.train_index)
         self.path.append({"phase": len(self.path), "action": action,
                           "parameters": stored_parameter_count(result.model), "psnr": quality,
                           "steps": self.record.steps, "seconds": self.record.seconds, **facts})
+        if result.stop_reason == "interrupted":
+            self.path[-1]["interrupted"] = True
+            raise _Interrupted(result.model)
         return result.model, quality, reconstruction
 
 
@@ -569,19 +594,24 @@ def pruned_fit(model: torch.nn.Module, signal: Signal, config: TrainConfig, loss
     _check(model)
     if config.steps is None and config.max_seconds is None:
         config = replace(config, steps=2000)
+    if options.l1 and options.l1_schedule == "ramp" and config.steps is None:
+        raise ConfigError("--l1-schedule ramp needs a --steps budget (it ramps over the first half of the steps)")
     penalised = with_l1(loss, options.l1, options.l1_schedule, config.steps)
     phases = _Phases(signal, config, penalised, make_sampler, hook, device)
     later = options.shrink or options.target_params
     start = 0.0
-    if options.add_prune_every:
-        model = _add_prune(model, config, options, phases, options.fit_fraction if later else 1.0)
-        start = options.fit_fraction
-    if options.target_params:
-        model = _cut_to_target(model, options, phases, start, pretrained)
-    elif options.shrink:
-        model = _shrink(model, config, options, phases, grow, fitted=bool(options.add_prune_every))
-    elif not options.add_prune_every:
-        model, _, _ = phases.run(model, 0.0, 1.0, config.target_psnr, "fit")
+    try:
+        if options.add_prune_every:
+            model = _add_prune(model, config, options, phases, options.fit_fraction if later else 1.0)
+            start = options.fit_fraction
+        if options.target_params:
+            model = _cut_to_target(model, options, phases, start, pretrained)
+        elif options.shrink:
+            model = _shrink(model, config, options, phases, grow, fitted=bool(options.add_prune_every))
+        elif not options.add_prune_every:
+            model, _, _ = phases.run(model, 0.0, 1.0, config.target_psnr, "fit")
+    except _Interrupted as stop:
+        model = stop.model
     merged = phases.record.merged(model)
     if hook is not None:
         hook.inrkit_fit_end(result=merged)
@@ -609,6 +639,8 @@ def _cut_to_target(model, options, phases: _Phases, start: float, pretrained: bo
         start = options.fit_fraction
     current = stored_parameter_count(model)
     rounds = options.rounds
+    if phases.config.steps:
+        rounds = max(1, min(rounds, round(phases.config.steps * (1 - start))))
     ratio = (options.target_params / current) ** (1 / rounds) if current > options.target_params else 1.0
     coords = phases.signal.coordinates()
     for index in range(rounds):
@@ -639,8 +671,11 @@ def _shrink(model, config, options, phases: _Phases, grow, fitted: bool):
         return model
     best, cut, start = copy.deepcopy(model), options.cut, options.fit_fraction
     coords = phases.signal.coordinates()
-    for index in range(options.rounds):
-        end = start + (1 - start) / (options.rounds - index)
+    rounds = options.rounds
+    if config.steps:
+        rounds = max(1, min(rounds, round(config.steps * (1 - start))))
+    for index in range(rounds):
+        end = start + (1 - start) / (rounds - index)
         candidate = shrink_to(copy.deepcopy(best), int(stored_parameter_count(best) * (1 - cut)), coords)
         candidate, quality, _ = phases.run(candidate, start, end, target, "prune + fine-tune", goal=goal)
         start = end

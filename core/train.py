@@ -176,6 +176,7 @@ def fit(
     make_sampler: Callable[[SamplerContext], Callable[[int], Batch]],
     hook: Any = None,
     device: torch.device | None = None,
+    step_offset: int = 0,
 ) -> FitResult:
     """Train ``model`` on ``signal``.
 
@@ -196,6 +197,10 @@ def fit(
         A pluggy hook relay (``host.pm.hook``) for the observer hooks, or None.
     device:
         Training device; default :func:`resolve_device` of ``config.device``.
+    step_offset:
+        Steps already taken by earlier fits of the same run (phases of a
+        pruned fit): losses see ``step_offset + step`` and batches are drawn
+        from a fresh stream, while the hold-out split stays the same.
 
     Returns
     -------
@@ -207,8 +212,8 @@ def fit(
         When the loss becomes NaN or infinite (diverged training).
     """
     device = device or resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed + step_offset)
+    generator = torch.Generator().manual_seed(config.seed + step_offset)
     train_index, holdout_index = holdout_split(signal.samples, config.holdout, config.seed)
 
     model.to(device)
@@ -252,7 +257,7 @@ def fit(
             optimizer.lr = lr
             batch = sampler(step)
             predictor.last = None
-            value = loss(FitContext(model, on_device, predictor, step, config), batch)
+            value = loss(FitContext(model, on_device, predictor, step + step_offset, config), batch)
             record = step % check_every == 0 or (config.steps is not None and step == config.steps - 1)
             if record:
                 loss_value = float(value.detach())

@@ -50,7 +50,8 @@ from inrkit.plugins.sdf.render import render_views
 REPORT_RESOLUTION = 128
 #: Default resolution of ``inrkit mesh`` and the mesh exporters.
 EXPORT_RESOLUTION = 256
-MAX_RESOLUTION = 2048
+#: Largest marching-cubes grid per axis: 1024^3 float32 distances are 4 GiB before extraction.
+MAX_RESOLUTION = 1024
 #: SIREN's weights for fitting from oriented points (Sitzmann et al. 2020, their sdf loss).
 SIREN_WEIGHTS = {"surface": 3e3, "normals": 1e2, "eikonal": 5e1, "off_surface": 1e2}
 
@@ -119,7 +120,9 @@ def sdf_eikonal_loss(context: FitContext, batch: Batch) -> torch.Tensor:
     output, gradient = _gradient(context.model, batch.coords)
     loss = torch.mean(torch.abs(output - batch.target))
     weight = EIKONAL_SCALE * (getattr(context.config, "loss_weight", 1.0) if context.config is not None else 1.0)
-    regulariser = torch.mean(torch.abs(gradient.norm(dim=1) - 1))
+    # 1 for meshes (distances in the network's units); a grid's own median slope for .npy volumes.
+    slope = float(context.signal.metadata.get("gradient_norm", 1.0))
+    regulariser = torch.mean(torch.abs(gradient.norm(dim=1) - slope))
     if "on_surface" in batch.extra:
         surface = batch.extra["on_surface"][:, 0] > 0.5
         if surface.any():
@@ -167,7 +170,13 @@ def export_mesh(request: ExportRequest) -> dict:
     if smooth < 0:
         raise ConfigError(f"--smooth must be 0 or more iterations, got {smooth}")
     started = time.perf_counter()
-    mesh = extract_mesh(request.evaluate, dict(request.metadata), resolution, level, smooth)
+    try:
+        mesh = extract_mesh(request.evaluate, dict(request.metadata), resolution, level, smooth)
+    except MemoryError:
+        gib = 4 * resolution[0] * resolution[1] * resolution[2] / 2**30
+        raise ConfigError(f"not enough memory for a {resolution[0]}x{resolution[1]}x{resolution[2]} grid "
+                          f"({gib:.1f} GiB of distances, several times that while extracting); "
+                          "use a smaller --resolution") from None
     if len(mesh.faces) == 0:
         raise ConfigError(f"the fitted field does not cross level {level} on a {resolution[0]}^3 grid, so there is no "
                           "surface to write; check the level or fit longer")

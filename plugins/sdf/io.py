@@ -101,6 +101,10 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
     _check_vertices(path, vertices)
     if len(loaded.faces) == 0:
         raise _fail(path, "has vertices but no faces; pass a triangle mesh, or a point cloud with normals (nx, ny, nz)")
+    faces = np.asarray(loaded.faces)
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise _fail(path, f"has faces that refer to vertex {int(faces.max())} but only {len(vertices)} vertices exist; "
+                          "the file is damaged")
     _check_extent(path, vertices)
     loaded = trimesh.Trimesh(vertices, loaded.faces, process=True)  # merge duplicate vertices (STL), drop unused
     if not loaded.area > 0:
@@ -214,6 +218,17 @@ def point_cloud_signal(points: np.ndarray, normals: np.ndarray, path: Path | Non
     )
 
 
+def _median_slope(volume: np.ndarray, spacing: float) -> float:
+    """Median |grad| of a grid near its zero level, per unit of the network's coordinates.
+
+    A true SDF in voxel units has slope 1/spacing there; the eikonal loss aims at it.
+    """
+    gradient = np.stack(np.gradient(volume.astype(np.float64), spacing), axis=-1)
+    norm = np.linalg.norm(gradient, axis=-1)
+    near = np.abs(volume) <= np.quantile(np.abs(volume), 0.1)
+    return float(np.median(norm[near]))
+
+
 def load_volume(path: Path) -> Signal:
     """A dense SDF volume from a ``.npy`` file holding a 3D float array (negative inside)."""
     try:
@@ -247,6 +262,6 @@ def load_volume(path: Path) -> Signal:
         grid_shape=shape,
         extent=extent,
         metadata={"mode": "grid", "transform": transform.to_dict(), "domain_extent": list(extent),
-                  "distance_scale": 1.0},
+                  "distance_scale": 1.0, "gradient_norm": _median_slope(volume, spacing)},
         source=str(path),
     )

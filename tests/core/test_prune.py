@@ -239,3 +239,79 @@ def test_absurd_prune_options_exit_2(tmp_path, args, message):
     result = runner.invoke(app, ["fit", str(DATASETS / "camera-128.png"), "-o", str(run), "--steps", "5", *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not run.exists()
+
+
+def _camera_setup(params=3000):
+    from inrkit.host import get_host
+    from inrkit.pipeline import ModelOptions, load_signal, plan_model
+
+    host = get_host()
+    signal, signal_type = load_signal(DATASETS / "camera-128.png", None, host)
+    return host, signal, build_model(plan_model(signal, signal_type, ModelOptions(params=params)))
+
+
+@pytest.mark.parametrize("options, steps", [
+    (PruneOptions(shrink=True), 10),
+    (PruneOptions(add_prune_every=7), 100),
+    (PruneOptions(target_params=1500, rounds=50), 10),
+])
+def test_phases_add_up_to_the_step_budget(options, steps):
+    from inrkit.config import TrainConfig
+    from inrkit.prune import pruned_fit
+
+    host, signal, model = _camera_setup()
+    done = pruned_fit(model, signal, TrainConfig(steps=steps), host.loss("mse").fn, host.sampler("full").make, options)
+    assert done.result.steps == steps
+
+
+def test_phases_see_global_steps_and_fresh_batches():
+    from inrkit.config import TrainConfig
+    from inrkit.train import fit
+
+    host, signal, model = _camera_setup()
+    seen = {}
+
+    def loss(context, batch):
+        seen.setdefault(context.step, batch.index.clone())
+        return torch.mean((context.predict(batch) - batch.target) ** 2)
+
+    config = TrainConfig(steps=2, batch_size=512, sampler="uniform")
+    fit(model, signal, config, loss, host.sampler("uniform").make)
+    fit(model, signal, config, loss, host.sampler("uniform").make, step_offset=2)
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert not torch.equal(seen[0], seen[2])  # a later phase does not replay the first one's batches
+
+
+def test_ctrl_c_ends_the_whole_pruned_fit():
+    from inrkit.config import TrainConfig
+    from inrkit.prune import pruned_fit
+
+    host, signal, model = _camera_setup()
+    mse = host.loss("mse").fn
+
+    def loss(context, batch):
+        if context.step == 3:
+            raise KeyboardInterrupt
+        return mse(context, batch)
+
+    done = pruned_fit(model, signal, TrainConfig(steps=40), loss, host.sampler("full").make, PruneOptions(shrink=True))
+    assert done.result.stop_reason == "interrupted" and done.result.steps == 3 and len(done.path) == 1
+
+
+def test_deep_models_refuse_an_unreachable_target():
+    model = _model(layers=2)
+    with pytest.raises(ConfigError, match="--hidden-layers 1"):
+        shrink_to(model, 500)
+
+
+def test_prune_keeps_the_runs_holdout_split(tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["fit", str(DATASETS / "camera-128.png"), "-o", str(run), "--steps", "20", "--params", "3000",
+                               "--holdout", "0.2", "--seed", "3", "--quiet"]).exit_code == 0
+    small = tmp_path / "small"
+    result = runner.invoke(app, ["prune", str(run), "--target-params", "1500", "--steps", "10", "-o", str(small), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert load_run(small).config["train"]["seed"] == 3 and load_run(small).config["train"]["holdout"] == 0.2
+    moved = runner.invoke(app, ["prune", str(run), "--target-params", "1500", "--input", str(tmp_path / "gone.png"),
+                                "-o", str(tmp_path / "x")])
+    assert moved.exit_code == 2 and "gone.png does not exist" in moved.output

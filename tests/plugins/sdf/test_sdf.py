@@ -345,3 +345,28 @@ def test_eikonal_loss_lowers_the_gradient_residual(tmp_path, small_bank):
         (gradient,) = torch.autograd.grad(model(coords).sum(), coords)
         residuals[loss] = float(torch.mean(torch.abs(gradient.norm(dim=1) - 1)))
     assert residuals["sdf-eikonal"] < residuals["sdf"]
+
+
+def test_damaged_faces_and_absurd_mesh_requests(tmp_path, small_bank):
+    damaged = tmp_path / "damaged.ply"
+    damaged.write_text("ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+                       "element face 2\nproperty list uchar int vertex_indices\nend_header\n"
+                       "0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n3 0 1 9\n")
+    with pytest.raises(InputError, match="vertex 9"):
+        io.load_sdf(damaged)
+    source = _write_mesh(tmp_path / "ball.obj", trimesh.creation.icosphere(subdivisions=2, radius=1.0))
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["fit", str(source), "-o", str(run), "--steps", "5", "--params", "2000",
+                               "--quiet"]).exit_code == 0
+    huge = runner.invoke(app, ["mesh", str(run), "--resolution", "2048", "-o", str(tmp_path / "a.ply")])
+    assert huge.exit_code == 2 and "from 8 to 1024" in huge.output
+    grid = runner.invoke(app, ["mesh", str(run), "-o", str(tmp_path / "a.npy")])
+    assert grid.exit_code == 2 and "must end in .ply" in grid.output and not (tmp_path / "a.npy").exists()
+
+
+def test_volume_slope_is_measured_for_the_eikonal_loss(tmp_path):
+    source = tmp_path / "vol.npy"
+    n = 33
+    np.save(source, (_grid(lambda p: sphere_sdf(p, 0.5), n=n) * (n - 1) / 2).astype(np.float32))  # voxel units
+    signal = io.load_sdf(source)
+    assert signal.metadata["gradient_norm"] == pytest.approx((n - 1) / 2, rel=0.02)
