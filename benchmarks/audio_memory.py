@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from common import ROOT, machine, write_report
+from common import ROOT, machine, peak_rss, write_report
 
 
 def long_recording(path: Path, seconds: float = 60.0, rate: int = 44100) -> None:
@@ -39,17 +37,6 @@ def long_recording(path: Path, seconds: float = 60.0, rate: int = 44100) -> None
     soundfile.write(path, np.stack([left, right], axis=1) * 0.9, rate, subtype="PCM_16")
 
 
-def peak_rss(command: list[str]) -> tuple[float, float]:
-    """(peak resident MiB, wall seconds) of a command, from GNU time -v."""
-    start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
-    return kib / 1024, wall
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -61,10 +48,10 @@ def main() -> None:
         info = soundfile.info(wav)
         cli = [sys.executable, "-m", "inrkit.cli"]
         run = Path(scratch) / "run"
-        fit_mib, fit_s = peak_rss([*cli, "fit", str(wav), "-o", str(run), "--steps", str(args.steps), "--quiet"])
+        fit_mib, fit_s, _ = peak_rss([*cli, "fit", str(wav), "-o", str(run), "--steps", str(args.steps), "--quiet"])
         metrics = json.loads((run / "metrics.json").read_text())
         config = json.loads((run / "config.json").read_text())
-        export_mib, export_s = peak_rss([*cli, "export", str(run), "-o", str(Path(scratch) / "out.flac"), "--sample-rate", "48000"])
+        export_mib, export_s, _ = peak_rss([*cli, "export", str(run), "-o", str(Path(scratch) / "out.flac"), "--sample-rate", "48000"])
         exported = soundfile.info(Path(scratch) / "out.flac")
     lines = [
         f"Machine: {machine('cpu')}; {time.strftime('%Y-%m-%d')}",

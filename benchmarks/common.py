@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -73,3 +74,14 @@ def write_report(path: Path, text: str, data=None) -> None:
     if data is not None:
         path.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
+
+
+def peak_rss(command: list[str]) -> tuple[float, float, str]:
+    """(peak resident MiB, wall seconds, stdout) of a command run under GNU time -v."""
+    start = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    return kib / 1024, wall, done.stdout

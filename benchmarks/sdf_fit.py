@@ -15,31 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, write_report
+from common import ROOT, machine, peak_rss, write_report
 
 MODELS = {
     "inrkit (defaults)": [],
     "SIREN 5x256, ω0 30, lr 1e-4": ["--architecture", "siren", "--hidden-layers", "5", "--width", "256",
                                     "--siren-omega0", "30", "--lr", "1e-4"],
 }
-
-
-def timed(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak resident MiB, stdout) of a command run under GNU time."""
-    start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
-    return wall, kib / 1024, done.stdout
 
 
 def main() -> None:
@@ -55,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name, extra in MODELS.items():
             run = Path(scratch) / f"run{len(rows)}"
-            wall, peak, _ = timed([*inrkit, "fit", "--signal", "sdf", str(args.mesh), "-o", str(run), "--quiet",
+            peak, wall, _ = peak_rss([*inrkit, "fit", "--signal", "sdf", str(args.mesh), "-o", str(run), "--quiet",
                                    "--max-seconds", str(args.seconds), *extra])
             metrics = json.loads((run / "metrics.json").read_text())
             final = metrics["final"]
@@ -69,7 +56,7 @@ def main() -> None:
             if not name.startswith("inrkit"):
                 continue
             mesh_out = Path(scratch) / "mesh.ply"
-            mesh_wall, mesh_peak, printed = timed([*inrkit, "mesh", str(run), "--resolution", str(args.resolution),
+            mesh_peak, mesh_wall, printed = peak_rss([*inrkit, "mesh", str(run), "--resolution", str(args.resolution),
                                                    "-o", str(mesh_out), "--device", "cpu"])
             data["mesh"] = {"resolution": args.resolution, "wall": mesh_wall, "peak_mib": mesh_peak,
                             "output": printed.strip()}

@@ -285,7 +285,7 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
     the loss and sampler are the run's. Writes a new run directory at
     ``output`` with the path taken in ``metrics.json``.
     """
-    from inrkit.prune import PruneOptions, pruned_fit
+    from inrkit.prune import pruned_fit
 
     host = host or get_host()
     check_new_run_dir(output, overwrite)
