@@ -18,9 +18,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-import trimesh
 
 from inrkit.plugin import (
     Batch,
@@ -35,16 +36,15 @@ from inrkit.plugin import (
     hookimpl,
     stack,
 )
-from inrkit.plugins.sdf.geometry import (
-    Transform,
-    diagonal_of,
-    evaluate_grid,
-    extract_surface,
-    mesh_metrics,
-    sample_reference,
-)
-from inrkit.plugins.sdf.io import MESH_EXTENSIONS, load_sdf, read_shape
-from inrkit.plugins.sdf.render import render_views
+
+if TYPE_CHECKING:
+    import trimesh
+
+# trimesh, libigl and scikit-image (through .geometry, .io and .render) are imported where they are
+# used: they take about 0.6 s, which every inrkit command would otherwise pay at plugin registration.
+
+#: Mesh formats read through trimesh (besides ``.npy`` SDF volumes).
+MESH_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
 
 #: Marching-cubes resolution of the mesh written into every SDF run directory.
 REPORT_RESOLUTION = 128
@@ -150,6 +150,10 @@ def extract_mesh(evaluate: Callable[[torch.Tensor], torch.Tensor], metadata: dic
 
     ``level`` is in the input's distance units.
     """
+    import trimesh
+
+    from inrkit.plugins.sdf.geometry import Transform, evaluate_grid, extract_surface
+
     extent = tuple(float(e) for e in metadata.get("domain_extent", (1.0, 1.0, 1.0)))
     scale = float(metadata.get("distance_scale", 1.0))
     volume = evaluate_grid(evaluate, resolution, extent)
@@ -190,6 +194,8 @@ def export_mesh(request: ExportRequest) -> dict:
 
 def export_volume(request: ExportRequest) -> dict:
     """The field on a ``resolution`` grid (default: the source grid, or 256^3) as a float32 ``.npy``, in input units."""
+    from inrkit.plugins.sdf.geometry import evaluate_grid
+
     shape = request.geometry.get("grid_shape")
     resolution = _cube_resolution(dict(request.options), EXPORT_RESOLUTION) if request.options.get("resolution") or not shape else tuple(shape)
     extent = tuple(float(e) for e in request.metadata.get("domain_extent", (1.0, 1.0, 1.0)))
@@ -201,6 +207,11 @@ def export_volume(request: ExportRequest) -> dict:
 
 def reference_surface(signal: Signal) -> tuple[trimesh.Trimesh | None, np.ndarray, np.ndarray]:
     """The input's surface in the network's coordinates: (mesh or None for a point cloud, points, normals)."""
+    import trimesh
+
+    from inrkit.plugins.sdf.geometry import Transform, extract_surface, sample_reference
+    from inrkit.plugins.sdf.io import read_shape
+
     mode = signal.metadata.get("mode")
     if mode == "points":
         return None, signal.points.numpy().astype(np.float64), signal.attributes["normals"].numpy().astype(np.float64)
@@ -219,6 +230,11 @@ def reference_surface(signal: Signal) -> tuple[trimesh.Trimesh | None, np.ndarra
 
 def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor], run_dir: Path) -> dict[str, float]:
     """Extract ``mesh.ply`` at 128^3, compare it with the input surface, draw ``views.png``."""
+    import trimesh
+
+    from inrkit.plugins.sdf.geometry import Transform, diagonal_of, mesh_metrics
+    from inrkit.plugins.sdf.render import render_views
+
     mesh = extract_mesh(evaluate, signal.metadata, (REPORT_RESOLUTION,) * 3, original=False)
     reference, points, normals = reference_surface(signal)
     metrics = mesh_metrics(mesh, points, normals, diagonal_of(points), reference)
@@ -238,6 +254,13 @@ def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor],
     with atomic_output(run_dir / "views.png") as temporary:
         stack(rows, horizontal=False).save(temporary, format="PNG")
     return metrics
+
+
+def load_sdf(path: Path) -> Signal:
+    """Load a mesh, an oriented point cloud or a ``.npy`` volume (:func:`inrkit.plugins.sdf.io.load_sdf`)."""
+    from inrkit.plugins.sdf.io import load_sdf as load
+
+    return load(path)
 
 
 def sdf_bandlimit(signal: Signal, params: int) -> int:

@@ -30,6 +30,7 @@ import torch
 import trimesh
 
 from inrkit.plugin import InputError, InrkitWarning, Signal, grid_extent, grid_nyquist
+from inrkit.plugins.sdf import MESH_EXTENSIONS
 from inrkit.plugins.sdf.geometry import Transform, fit_transform, signed_distance
 
 #: Fraction of the half-cube left empty around a normalised shape.
@@ -42,7 +43,6 @@ NEAR_SIGMAS = {"near_fine": 0.01, "near_coarse": 0.05}
 WORKING_RESOLUTION = 256
 #: Seed of the bank's random draws (the bank is a deterministic function of the file).
 BANK_SEED = 0
-MESH_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
 
 
 def _fail(path: Path, problem: str) -> InputError:
