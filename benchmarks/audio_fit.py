@@ -46,7 +46,7 @@ def main() -> None:
     common = ["--signal", "audio", str(args.audio), "--device", args.device]
 
     siren = train_library(args.audio, "audio", ModelOptions(architecture="siren", params=args.params, siren_omega0=3000.0),
-                          TrainConfig(max_seconds=args.seconds, lr=1e-4, lr_final=1e-4, device=args.device), snr)
+                          TrainConfig(max_seconds=args.seconds, lr=1e-4, lr_final=1e-4, beta2=0.999, device=args.device), snr)
     _, ours = run_cli([*common, "--params", str(args.params), "--max-seconds", str(args.seconds)])
     target_wall, target_run = run_cli([*common, "--params", str(args.params), "--target-psnr", f"{siren['psnr']:.4f}",
                                        "--max-seconds", str(args.seconds)])

@@ -56,12 +56,12 @@ def main() -> None:
              "| image | model | params | device | steps | seconds | steps/s | PSNR |", "|---|---|---|---|---|---|---|---|"]
     for image, params in (("camera-128.png", 12000), ("astronaut-256.png", 50000)):
         for label, options, lr in (
-            ("lattice", ModelOptions(params=params), (2e-3, 2e-4)),
-            ("siren", ModelOptions(architecture="siren", params=params), (1e-4, 1e-4)),
+            ("lattice", ModelOptions(params=params), (2e-3, 2e-4, 0.99)),
+            ("siren", ModelOptions(architecture="siren", params=params), (1e-4, 1e-4, 0.999)),
         ):
             for device in ("cuda", "cpu"):
                 steps = args.steps if device == "cuda" else max(50, args.steps // 10)
-                r = run(image, options, TrainConfig(steps=steps, lr=lr[0], lr_final=lr[1], device=device))
+                r = run(image, options, TrainConfig(steps=steps, lr=lr[0], lr_final=lr[1], beta2=lr[2], device=device))
                 lines.append(f"| {image} | {label} | {r['params']} | {device} | {r['steps']} | {r['seconds']:.2f} "
                              f"| {r['steps'] / r['seconds']:.0f} | {r['psnr']:.2f} |")
                 print(lines[-1], flush=True)

@@ -24,7 +24,7 @@ from common import ROOT, machine, peak_rss, write_report
 MODELS = {
     "inrkit (defaults)": [],
     "SIREN 5x256, ω0 30, lr 1e-4": ["--architecture", "siren", "--hidden-layers", "5", "--width", "256",
-                                    "--siren-omega0", "30", "--lr", "1e-4"],
+                                    "--siren-omega0", "30", "--lr", "1e-4", "--beta2", "0.999"],
 }
 
 

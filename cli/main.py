@@ -108,6 +108,8 @@ def fit(
     target_psnr: Annotated[Optional[float], typer.Option(help="Stop when the training PSNR reaches this many dB.")] = None,
     lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 2e-3,
     lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end of the budget (geometric decay; default lr/10).")] = None,
+    beta2: Annotated[float, typer.Option(help="Adam's second-moment decay (PyTorch's default is 0.999).")] = 0.99,
+    phase_lr_scale: Annotated[float, typer.Option(help="Learning-rate multiplier of the input phases.")] = 10.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
     sampler: Annotated[Optional[str], typer.Option(help="full, uniform or stratified (with --batch-size); default: the signal's (full for images and audio, uniform batches for SDFs).")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
@@ -156,6 +158,8 @@ def fit(
             seed=seed,
             device=device,
             loss_weight=loss_weight,
+            beta2=beta2,
+            phase_lr_scale=phase_lr_scale,
         )
         model_options = ModelOptions(
             architecture=architecture,

@@ -232,6 +232,10 @@ class SinusoidalINR(nn.Module):
             features = layer(features)
         return self.output(self.head(features))
 
+    def phase_parameters(self) -> list[nn.Parameter]:
+        """The input phases: the trainer scales their learning rate (``TrainConfig.phase_lr_scale``)."""
+        return [self.input.phases]
+
     @torch.no_grad()
     def project_(self) -> None:
         """Enforce every layer's bound; call after each optimiser step."""

@@ -21,7 +21,8 @@ class Adam:
     Parameters
     ----------
     params:
-        Tensors with ``requires_grad``.
+        Tensors with ``requires_grad``, or ``(tensor, scale)`` pairs: such a
+        tensor's step uses ``scale * lr``.
     lr:
         Learning rate; may be changed between steps through :attr:`lr`.
     betas:
@@ -30,9 +31,11 @@ class Adam:
         Added to the denominator for numerical stability.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3,
+    def __init__(self, params: Iterable[torch.Tensor | tuple[torch.Tensor, float]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
+        pairs = [item if isinstance(item, tuple) else (item, 1.0) for item in params]
+        self.params = [p for p, _ in pairs if p.requires_grad]
+        self.scales = [float(scale) for p, scale in pairs if p.requires_grad]
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -52,10 +55,10 @@ class Adam:
         self.steps += 1
         step_size = self.lr / (1 - beta1**self.steps)
         correction2 = math.sqrt(1 - beta2**self.steps)
-        for p, first, second in zip(self.params, self.first, self.second):
+        for p, scale, first, second in zip(self.params, self.scales, self.first, self.second):
             if p.grad is None:
                 continue
             first.mul_(beta1).add_(p.grad, alpha=1 - beta1)
             second.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             denominator = (second.sqrt() / correction2).add_(self.eps)
-            p.addcdiv_(first, denominator, value=-step_size)
+            p.addcdiv_(first, denominator, value=-step_size * scale)

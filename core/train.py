@@ -232,7 +232,9 @@ def fit(
     sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
     coords = on_device.coordinates().to(device)
     predictor = _Predictor(model, coords)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    phases = {id(p) for p in getattr(model, "phase_parameters", list)()}
+    optimizer = Adam([(p, config.phase_lr_scale if id(p) in phases else 1.0) for p in model.parameters()],
+                     lr=config.lr, betas=(0.9, config.beta2))
     project = getattr(model, "project_", None)
     check_every = 1 if device.type == "cpu" else 10
     result = FitResult(model=model, train_index=train_index, holdout_index=holdout_index)

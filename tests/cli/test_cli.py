@@ -115,6 +115,8 @@ def test_existing_run_directory_is_protected(fitted):
         (["fit", "{image}", "--width", "0", "--input-frequencies", "4"], "--width must be at least 1"),
         (["fit", "{image}", "--params", "5"], "too small"),
         (["fit", "{image}", "--lr", "-1"], "learning rate"),
+        (["fit", "{image}", "--beta2", "1.5"], "beta2 must be in (0, 1)"),
+        (["fit", "{image}", "--phase-lr-scale", "0"], "phase learning-rate scale"),
         (["fit", "{image}", "--bandlimit", "100000"], "above this signal's Nyquist"),
         (["fit", "{image}", "--architecture", "mlp"], "unknown architecture"),
         (["fit", "{image}", "--sampler", "magic"], "unknown sampler"),

@@ -31,3 +31,22 @@ def test_parameters_without_gradient_are_left_alone():
     moving.sum().backward()
     optimizer.step()
     assert torch.equal(frozen, torch.zeros(3)) and (moving < 0).all()
+
+
+def test_scaled_tensors_and_beta2_match_torch_parameter_groups():
+    torch.manual_seed(1)
+    a = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    b = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    b.load_state_dict(a.state_dict())
+    ours = Adam([(a[0].weight, 10.0), a[0].bias, (a[2].weight, 0.5), a[2].bias], lr=1e-3, betas=(0.9, 0.99))
+    reference = torch.optim.Adam([{"params": [b[0].weight], "lr": 1e-2}, {"params": [b[0].bias]},
+                                  {"params": [b[2].weight], "lr": 5e-4}, {"params": [b[2].bias]}],
+                                 lr=1e-3, betas=(0.9, 0.99))
+    x, y = torch.randn(32, 3), torch.randn(32, 2)
+    for _ in range(30):
+        for model, optimizer in ((a, ours), (b, reference)):
+            optimizer.zero_grad()
+            torch.mean((model(x) - y) ** 2).backward()
+            optimizer.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5)

@@ -86,7 +86,8 @@ def test_psnr_closed_form():
     "kwargs, message",
     [({}, "no stopping rule"), ({"steps": -5}, "steps"), ({"steps": 10, "lr": 0}, "learning rate"),
      ({"steps": 10, "holdout": 1.5}, "holdout"), ({"steps": 10, "batch_size": 0}, "batch size"),
-     ({"max_seconds": float("nan")}, "max seconds")],
+     ({"max_seconds": float("nan")}, "max seconds"), ({"steps": 10, "beta2": 1.0}, "beta2"),
+     ({"steps": 10, "beta2": 0.0}, "beta2"), ({"steps": 10, "phase_lr_scale": -1.0}, "phase learning-rate scale")],
 )
 def test_bad_train_config(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -100,3 +101,14 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_phase_learning_rate_scale_applies_to_the_phases_only():
+    # Adam's first step moves every parameter with a gradient by lr (times its scale) exactly.
+    model = small_model(2)
+    phases, weight = model.input.phases.detach().clone(), model.hidden[0].weight.detach().clone()
+    run(TrainConfig(steps=1, lr=1e-4, lr_final=1e-4, phase_lr_scale=10.0), model=model)
+    phase_step = (model.input.phases.detach() - phases).abs()
+    weight_step = (model.hidden[0].weight.detach() - weight).abs()
+    assert phase_step.max() == pytest.approx(1e-3, rel=1e-3)
+    assert weight_step.max() == pytest.approx(1e-4, rel=1e-3)
