@@ -3,6 +3,13 @@ import torch
 from inrkit.optim import Adam
 
 
+def _step_both(pairs, x, y):
+    for model, optimizer in pairs:
+        optimizer.zero_grad()
+        torch.mean((model(x) - y) ** 2).backward()
+        optimizer.step()
+
+
 def test_matches_torch_adam_step_for_step():
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
@@ -15,10 +22,7 @@ def test_matches_torch_adam_step_for_step():
         ours.lr = lr
         for group in reference.param_groups:
             group["lr"] = lr
-        for model, optimizer in ((a, ours), (b, reference)):
-            optimizer.zero_grad()
-            torch.mean((model(x) - y) ** 2).backward()
-            optimizer.step()
+        _step_both(((a, ours), (b, reference)), x, y)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(a[0].weight, torch.nn.Linear(3, 8).weight)
@@ -44,9 +48,6 @@ def test_scaled_tensors_and_beta2_match_torch_parameter_groups():
                                  lr=1e-3, betas=(0.9, 0.99))
     x, y = torch.randn(32, 3), torch.randn(32, 2)
     for _ in range(30):
-        for model, optimizer in ((a, ours), (b, reference)):
-            optimizer.zero_grad()
-            torch.mean((model(x) - y) ** 2).backward()
-            optimizer.step()
+        _step_both(((a, ours), (b, reference)), x, y)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5)
