@@ -14,7 +14,12 @@
 3. Add-prune vs scratch at one fixed size, same number of steps.
 4. One prune-vs-scratch row each for audio (speech) and an SDF (bunny scan).
 
+``--oversized`` runs only the redundancy measurement, from models four times
+the default size (one of them at a low fixed bandlimit), into
+``prune_cpu_oversized.md``.
+
     python benchmarks/prune_fit.py --seconds 40 --out benchmarks/results/prune_cpu.md
+    python benchmarks/prune_fit.py --oversized      # ~4 min
 """
 
 from __future__ import annotations
@@ -81,15 +86,23 @@ def prune_vs_scratch(name: str, fraction: float, seconds: float, signal_name=Non
     }
 
 
-def redundancy(name: str, seconds: float) -> dict:
+def redundancy(name: str, seconds: float, scale: float = 1.0, bandlimit: int | None = None) -> dict:
+    """``--prune`` from the default size times ``scale`` (optionally at a fixed ``bandlimit``)."""
     host, signal, signal_type, config, train = setup(name)
+    if scale != 1.0 or bandlimit is not None:
+        params = int(stored_parameter_count(build_model(config)) * scale)
+        host, signal, signal_type, config, train = setup(name, params=params)
+        if bandlimit is not None:
+            config = replace(config, bandlimit=(bandlimit,) * config.dims,
+                             low_bandlimit=(max(1, bandlimit // 3),) * config.dims)
     loss, sampler = host.loss(signal_type.loss), host.sampler(train.sampler)
     model = build_model(config)
     start = stored_parameter_count(model)
     options = PruneOptions(l1=1e-7, shrink=True, tolerance_db=0.5)
     result = pruned_fit(model, signal, replace(train, max_seconds=seconds), loss.fn, sampler.make, options)
     first = result.path[0]
-    return {"signal": name, "start": start, "first_psnr": first["psnr"],
+    return {"signal": name, "scale": scale, "bandlimit": bandlimit or config.bandlimit[0],
+            "start": start, "first_psnr": first["psnr"],
             "end": stored_parameter_count(result.result.model), "end_psnr": quality(result.result.model, signal),
             "phases": len(result.path), "accepted": sum(1 for p in result.path if p.get("accepted"))}
 
@@ -113,8 +126,13 @@ def main() -> None:
     parser.add_argument("--redundancy-seconds", type=float, default=60.0)
     parser.add_argument("--steps", type=int, default=2000, help="add-prune vs scratch")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prune_cpu.md")
+    parser.add_argument("--oversized", action="store_true",
+                        help="only the redundancy runs, from 4x the default size (and 4x at bandlimit 12)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
+    if args.oversized:
+        oversized(args)
+        return
     data = {"machine": machine("cpu"), "seconds": args.seconds}
     data["prune_vs_scratch"] = [prune_vs_scratch(image, fraction, args.seconds)
                                 for image in IMAGES for fraction in (0.5, 0.25, 0.125)]
@@ -151,6 +169,23 @@ def main() -> None:
         lines.append(f"| {row['signal']} | {row['params']:,} | {row['psnr_add_prune']:.2f} dB | {row['psnr_scratch']:.2f} dB | "
                      f"{row['psnr_add_prune'] - row['psnr_scratch']:+.2f} dB | {row['swapped']} ({row['from_residual']}) |")
     write_report(args.out, "\n".join(lines) + "\n", data)
+
+
+def oversized(args) -> None:
+    """Redundancy where there is some to find: models 4x the default size."""
+    out = args.out.with_name(args.out.stem + "_oversized.md") if args.out.name == "prune_cpu.md" else args.out
+    rows = [redundancy(image, args.redundancy_seconds, scale=4.0) for image in ("camera-128.png", "chelsea-128.png")]
+    rows.append(redundancy("camera-128.png", args.redundancy_seconds, scale=4.0, bandlimit=12))
+    lines = [f"# Pruning from oversized models, CPU ({machine('cpu')})\n",
+             f"`--prune` (L1 1e-7, 0.5 dB tolerance, {args.redundancy_seconds:.0f} s) from 4x the default size.\n",
+             "| image | bandlimit | start params | PSNR after the first fit | end params | removed | PSNR at the end | accepted cuts |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        removed = 1 - row["end"] / row["start"]
+        lines.append(f"| {row['signal']} | {row['bandlimit']} | {row['start']:,} | {row['first_psnr']:.2f} dB | "
+                     f"{row['end']:,} | {100 * removed:.0f}% | {row['end_psnr']:.2f} dB | "
+                     f"{row['accepted']} of {row['phases'] - 1} |")
+    write_report(out, "\n".join(lines) + "\n", {"machine": machine("cpu"), "oversized": rows})
 
 
 if __name__ == "__main__":
