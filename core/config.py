@@ -189,11 +189,11 @@ class TrainConfig:
         term of ``mse-stft``).
     beta2:
         Adam's second-moment decay. 0.99 rather than PyTorch's 0.999: at
-        equal steps the lattice model gains 0.5-1.2 dB on the sample photos
+        equal steps the lattice model gains 0.4-1.2 dB on the sample photos
         (``benchmarks/option_sweep.py``); baselines can ask for 0.999.
     phase_lr_scale:
         Learning-rate multiplier of the input phases (parameters a model
-        lists in ``phase_parameters()``); 10 gains 0.1-0.25 dB at equal steps.
+        lists in ``phase_parameters()``); 10 gains 0.1-0.3 dB at equal steps.
     """
 
     steps: int | None = None
