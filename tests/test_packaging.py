@@ -4,6 +4,8 @@ import ast
 import importlib.util
 import inspect
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -117,3 +119,12 @@ def test_every_cli_command_has_a_readme_section():
     assert {"fit", "export", "mesh", "prune", "spectrum", "plugins"} <= set(names)
     for name in names:
         assert f"### `inrkit {name}" in readme, f"README's CLI reference must have a section for `inrkit {name}`"
+
+
+def test_plugin_registration_leaves_heavy_mesh_libraries_unimported():
+    # Every inrkit command registers the built-in plugins; trimesh, libigl and scikit-image cost
+    # about 0.6 s of start-up, so they load only when an SDF is read, fitted or meshed.
+    code = ("import sys; from inrkit.host import get_host; host = get_host(); host.signal('sdf'); "
+            "print(sorted(m for m in ('trimesh', 'igl', 'skimage') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

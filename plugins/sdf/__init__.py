@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
