@@ -119,7 +119,9 @@ def main() -> None:
         bandlimit = 42  # Nyquist/3 for 128 px at period 4
         for name, model, lr, decay in [("SIREN 3 hidden, lr 1e-4", Siren(width, 3, c), 1e-4, False),
                                        ("method, lr 2e-3 decaying", Lattice(n, n, c, bandlimit), 2e-3, True)]:
-            count = sum(p.numel() for p in model.parameters()) + (2 * n if name.startswith("method") else 0)
+            count = sum(p.numel() for p in model.parameters())
+            if isinstance(model, Lattice):
+                count += model.omega.numel()  # the frozen frequencies are stored too
             steps, quality = train(model, x, y, lr, args.seconds, decay)
             print(f"| {path.rsplit('/', 1)[-1]} | {name} | {count} | {steps} | {quality:.2f} |", flush=True)
 

@@ -91,7 +91,7 @@ def redundancy(name: str, seconds: float, scale: float = 1.0, bandlimit: int | N
     host, signal, signal_type, config, train = setup(name)
     if scale != 1.0 or bandlimit is not None:
         params = int(stored_parameter_count(build_model(config)) * scale)
-        host, signal, signal_type, config, train = setup(name, params=params)
+        config = plan_model(signal, signal_type, ModelOptions(params=params))
         if bandlimit is not None:
             config = replace(config, bandlimit=(bandlimit,) * config.dims,
                              low_bandlimit=(max(1, bandlimit // 3),) * config.dims)
