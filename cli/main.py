@@ -44,6 +44,11 @@ class _Guard:
         warnings.showwarning = self._shown
         if error is None:
             return False
+        if isinstance(error, KeyboardInterrupt):
+            # Run directories and exports are staged and renamed into place only
+            # when complete, so an interrupt that gets here left nothing behind.
+            typer.echo("interrupted: nothing was written", err=True)
+            raise typer.Exit(130)
         from inrkit.errors import InrkitError
 
         if isinstance(error, InrkitError):
@@ -117,7 +122,7 @@ def fit(
     holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory (never any other folder).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     spectrum_every: Annotated[Optional[int], typer.Option(help="Record the reconstruction's spectrum every N steps into spectrum_steps.png.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Find a smaller model: fit on half the budget, then prune and fine-tune in rounds while the PSNR stays within --prune-tolerance (or at --target-psnr).")] = False,
@@ -200,6 +205,21 @@ def fit(
             host.pm.unregister(bar)
         if not quiet:
             _summarise(summary)
+        _exit_if_interrupted(summary)
+
+
+def _exit_if_interrupted(summary) -> None:
+    """Ctrl-C ends with status 130 and says where the model trained so far went."""
+    if not summary.interrupted:
+        return
+    if summary.result.stop_reason == "interrupted":
+        message = f"interrupted at step {summary.result.steps}: the model trained so far was written to {summary.run_dir}"
+        if summary.requested_dir is not None:
+            message += f" (beside {summary.requested_dir}, which was left as it was)"
+    else:
+        message = f"interrupted while writing: the run was finished first and is complete in {summary.run_dir}"
+    typer.echo(message, err=True)
+    raise typer.Exit(130)
 
 
 def _summarise(summary) -> None:
@@ -238,7 +258,8 @@ def prune_command(
     lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end (default lr/10).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory (never any other folder).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a signal file whose SHA-256 differs from the one the run recorded (default: warn).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Prune a fitted model to a parameter budget: remove its least important neurons, fine-tuning between cuts."""
@@ -259,11 +280,12 @@ def prune_command(
         bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
         host.pm.register(bar, name="inrkit-progress")
         try:
-            summary = prune_run(run, output, target_params, config, input, overwrite, host, options)
+            summary = prune_run(run, output, target_params, config, input, overwrite, host, options, strict)
         finally:
             host.pm.unregister(bar)
         if not quiet:
             _summarise(summary)
+        _exit_if_interrupted(summary)
 
 
 @app.command()
@@ -321,20 +343,22 @@ def mesh(
 @app.command()
 def spectrum(
     run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG picture to write.")] = Path("spectrum.png"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG picture to write (default RUN/spectrum.png).")] = None,
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here (default: beside the PNG).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
     max_order: Annotated[int, typer.Option(help="Largest |k|_1 of the predicted spectrum's terms.")] = 2,
     tol: Annotated[float, typer.Option(help="Skip predicted terms whose amplitude bound is below this.")] = 1e-4,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a signal file whose SHA-256 differs from the one the run recorded (default: warn).")] = False,
 ) -> None:
     """Spectra of target, reconstruction and prediction from the weights, side by side, plus diagnostics."""
     with _Guard():
         from inrkit.pipeline import spectrum_of_run
 
+        output = output if output is not None else run / "spectrum.png"
         if output.suffix.lower() != ".png":
             _fail(f"-o {output} must end in .png")
         numbers = json_output or output.with_suffix(".json")
-        summary = spectrum_of_run(run, output, numbers, input, max_order, tol)
+        summary = spectrum_of_run(run, output, numbers, input, max_order, tol, strict=strict)
         noise = summary.get("noise_energy_fraction")
         typer.echo(
             f"wrote {output} and {numbers}: suggested bandlimit {summary['suggested_bandlimit']}"

@@ -51,7 +51,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    _remove_dead_temporaries(path)
+    handle, temporary = tempfile.mkstemp(prefix=_leftover_prefix(path), suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -61,6 +62,20 @@ def atomic_output(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Remove temporary files of ``path`` left by a writer that was killed."""
+    prefix = f".{path.name}."
+    try:
+        entries = [e for e in path.parent.iterdir() if e.name.startswith(prefix) and ".tmp" in e.name]
+    except OSError:
+        return
+    for entry in entries:
+        middle = entry.name[len(prefix):]
+        pid_text = middle.split("-", 1)[0] if "-" in middle else ""
+        if pid_text.isdigit() and not _alive(int(pid_text)) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -85,37 +100,156 @@ def _finite(data: Any) -> Any:
     return data
 
 
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` is a directory holding an inrkit ``config.json`` (the run-directory marker)."""
+    config = Path(path) / CONFIG_FILE
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == RUN_FORMAT
+
+
 def check_new_run_dir(path: Path, overwrite: bool) -> None:
     """Fail early (before training) if ``path`` cannot become a run directory.
+
+    Leftovers of an earlier process that was killed while writing ``path``
+    are cleaned up first (see :func:`recover_leftovers`).
 
     Raises
     ------
     RunDirError
-        If it exists and ``overwrite`` is false, or it is a file.
+        If it exists and ``overwrite`` is false, if it is a file, or if
+        ``overwrite`` is asked of a non-empty directory that is not an inrkit
+        run directory (``--overwrite`` never deletes anything else).
     """
     path = Path(path)
+    recover_leftovers(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output {path} exists and is not a directory; choose another -o")
-    if path.exists() and any(path.iterdir()) and not overwrite:
+    if not path.is_dir():
+        return
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    if not overwrite:
         raise RunDirError(f"output directory {path} already exists; choose another -o or pass --overwrite")
+    if not is_run_dir(path):
+        shown = ", ".join(repr(n) for n in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise RunDirError(
+            f"--overwrite replaces only inrkit run directories, and {path} is not one (no inrkit {CONFIG_FILE}; "
+            f"it holds {shown}); choose another -o"
+        )
+
+
+def probe_writable(path: Path) -> None:
+    """Check, before any training, that a run directory can be staged beside ``path``.
+
+    Creates the parent folders if needed, then a staging folder, and removes it.
+
+    Raises
+    ------
+    RunDirError
+        If the place cannot be written (read-only file system, permissions).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=_leftover_prefix(path), suffix=_STAGING, dir=path.parent))
+        probe.rmdir()
+    except OSError as error:
+        raise RunDirError(
+            f"cannot write the output {path} ({error.strerror or error}); choose a -o on a writable disk"
+        ) from None
+
+
+def interrupted_path(path: Path) -> Path:
+    """``DIR.interrupted-N``: the first such name beside ``path`` that is free."""
+    path = Path(path)
+    number = 1
+    while (candidate := path.with_name(f"{path.name}.interrupted-{number}")).exists():
+        number += 1
+    return candidate
+
+
+# Staging and retired folders carry the writer's process id, so that a later
+# command can tell a dead writer's leftovers from a live writer's work.
+_STAGING, _RETIRED = ".partial", ".old"
+
+
+def _leftover_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def recover_leftovers(path: Path) -> list[str]:
+    """Clean up after a writer of ``path`` that was killed (SIGKILL, power loss) mid-write.
+
+    A staging folder (``.NAME.PID-XXXX.partial``) of a dead process is
+    removed. A retired folder (``.NAME.PID-XXXX.old``) holds the previous run
+    while the new one is renamed into place: if ``path`` is missing, the
+    previous run is restored; otherwise it is removed. Folders of a process
+    that is still running are left alone. Returns what was done, one
+    sentence per folder.
+    """
+    path = Path(path)
+    parent = path.parent
+    done: list[str] = []
+    if not parent.is_dir():
+        return done
+    prefix = f".{path.name}."
+    for entry in sorted(parent.iterdir()):
+        name = entry.name
+        if not name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
+            continue
+        middle = name[len(prefix):]
+        if middle.endswith(_STAGING):
+            kind = "staging"
+            middle = middle[: -len(_STAGING)]
+        elif middle.endswith(_RETIRED):
+            kind = "retired"
+            middle = middle[: -len(_RETIRED)]
+        else:
+            continue
+        pid_text = middle.split("-", 1)[0] if "-" in middle else ""
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        previous = entry / "run"
+        if kind == "retired" and previous.is_dir() and not path.exists():
+            os.replace(previous, path)
+            done.append(f"restored {path} from an interrupted replacement")
+        shutil.rmtree(entry, ignore_errors=True)
+        done.append(f"removed {entry.name}, left by a writer that was killed")
+    return done
 
 
 @contextlib.contextmanager
 def staged_run_dir(path: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging directory that becomes ``path`` on success.
 
-    With ``overwrite``, an existing ``path`` is replaced only after the new
-    run is complete.
+    With ``overwrite``, an existing run directory at ``path`` is replaced
+    only after the new run is complete.
     """
     path = Path(path)
     check_new_run_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_leftover_prefix(path), suffix=_STAGING, dir=path.parent))
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700
         if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            retired = Path(tempfile.mkdtemp(prefix=_leftover_prefix(path), suffix=_RETIRED, dir=path.parent))
             os.replace(path, retired / "run")
             os.replace(staging, path)
             shutil.rmtree(retired, ignore_errors=True)
@@ -123,6 +257,47 @@ def staged_run_dir(path: Path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class DeferredInterrupt:
+    """Holds back the first Ctrl-C while a run directory is written (see :func:`deferred_interrupt`).
+
+    Attributes
+    ----------
+    received:
+        True when a Ctrl-C arrived and was held back.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[DeferredInterrupt]:
+    """Let a block finish although Ctrl-C is pressed once; a second Ctrl-C stops it at once.
+
+    Used around the final writing of a run, so that the first Ctrl-C cannot
+    turn a trained model into nothing. Only the main thread receives
+    signals; elsewhere this does nothing.
+    """
+    import signal
+    import threading
+
+    state = DeferredInterrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def hold(signum, frame) -> None:
+        if state.received:
+            raise KeyboardInterrupt
+        state.received = True
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def file_sha256(path: Path) -> str:

@@ -10,6 +10,7 @@ model through an exporter.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,9 +21,21 @@ import numpy as np
 import torch
 
 from inrkit import __version__
-from inrkit.checkpoint import atomic_output, check_new_run_dir, file_sha256, load_run, save_run, staged_run_dir, write_json
+from inrkit.checkpoint import (
+    Run,
+    atomic_output,
+    check_new_run_dir,
+    deferred_interrupt,
+    file_sha256,
+    interrupted_path,
+    load_run,
+    probe_writable,
+    save_run,
+    staged_run_dir,
+    write_json,
+)
 from inrkit.config import ARCHITECTURES, ModelConfig, TrainConfig
-from inrkit.errors import ConfigError, InputError
+from inrkit.errors import ConfigError, InputError, InrkitWarning
 from inrkit.host import Host, get_host
 from inrkit.lattice import lattice_nyquist
 from inrkit.metrics import psnr
@@ -213,6 +226,15 @@ class FitSummary:
     metrics: dict[str, Any]
     result: FitResult
     model_config: ModelConfig
+    #: The ``-o`` asked for, when an interrupted fit was written beside it instead (``DIR.interrupted-N``).
+    requested_dir: Path | None = None
+    #: True when Ctrl-C arrived while the run was being written (the writing was finished first).
+    interrupted_while_writing: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C stopped training or arrived during the writing."""
+        return self.result.stop_reason == "interrupted" or self.interrupted_while_writing
 
 
 def fit_file(
@@ -240,8 +262,11 @@ def fit_file(
     """
     host = host or get_host()
     check_new_run_dir(output, overwrite)
+    probe_writable(output)
     device = resolve_device(train_config.device)
     signal, signal_type = load_signal(path, signal_name, host)
+    source = source_facts(Path(path))
+    _check_exporter(host, signal_type)
     model_config = plan_model(signal, signal_type, model_options)
     if train_config.sampler is None:
         train_config = replace(train_config, sampler=signal_type.sampler,
@@ -273,31 +298,30 @@ def fit_file(
     finally:
         if recorder is not None:
             host.pm.unregister(recorder)
-    return _write_run(output, overwrite, host, signal, signal_type, Path(path), result, loss.name, train_config,
+    return _write_run(output, overwrite, host, signal, signal_type, source, result, loss.name, train_config,
                       device, started, recorder, path_taken, {"prune": asdict(prune)} if prune and prune.active else {})
 
 
 def prune_run(run_dir: Path, output: Path, target_params: int, train_config: TrainConfig, source: Path | None = None,
-              overwrite: bool = False, host: Host | None = None, options: PruneOptions | None = None) -> FitSummary:
+              overwrite: bool = False, host: Host | None = None, options: PruneOptions | None = None,
+              strict: bool = False) -> FitSummary:
     """Prune a fitted run to at most ``target_params`` stored numbers, fine-tuning between cuts.
 
     The signal is reloaded from the path the run recorded (or ``source``);
     the loss and sampler are the run's. Writes a new run directory at
-    ``output`` with the path taken in ``metrics.json``.
+    ``output`` with the path taken in ``metrics.json``. A source whose
+    SHA-256 differs from the recorded one is a warning, or with ``strict``
+    an error (see :func:`reload_source`).
     """
     from inrkit.prune import pruned_fit
 
     host = host or get_host()
     check_new_run_dir(output, overwrite)
+    probe_writable(output)
     run = load_run(run_dir)
-    recorded = run.signal.get("source")
-    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
-    if source is not None and not path.exists():
-        raise InputError(f"--input {source} does not exist; pass the file the run was fitted to")
-    if path is None or not path.exists():
-        raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
-    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
-    signal = signal_type.load(path)
+    signal, signal_type, path = reload_source(run, source, host, strict)
+    facts = source_facts(path)
+    _check_exporter(host, signal_type)
     before = stored_parameter_count(run.model)
     if target_params >= before:
         raise ConfigError(f"--target-params {target_params} is not below the model's {before} stored numbers; "
@@ -316,13 +340,92 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
     pruned = pruned_fit(model, signal, train_config, loss.fn, sampler.make, options, host.pm.hook, device,
                         pretrained=True)
     extra = {"prune": asdict(options), "pruned_from": {"run": str(Path(run_dir).resolve()), "parameters": before}}
-    return _write_run(output, overwrite, host, signal, signal_type, path, pruned.result, loss.name, train_config,
+    return _write_run(output, overwrite, host, signal, signal_type, facts, pruned.result, loss.name, train_config,
                       device, started, None, pruned.path, extra)
 
 
-def _write_run(output: Path, overwrite: bool, host: Host, signal: Signal, signal_type: SignalType, path: Path,
-               result: FitResult, loss_name: str, train_config: TrainConfig, device: torch.device, started: float,
-               recorder: SpectrumRecorder | None, path_taken: list | None, extra: dict[str, Any]) -> FitSummary:
+def source_facts(path: Path) -> dict[str, Any]:
+    """Where a signal came from, for ``config.json``: its resolved path and, for a regular file, its SHA-256.
+
+    Computed before training, so that an input that cannot be read is found
+    at once rather than after the training budget.
+    """
+    path = Path(path)
+    return {"source": str(path.resolve()), "source_sha256": file_sha256(path) if path.is_file() else None}
+
+
+def reload_source(run: Run, source: Path | None, host: Host, strict: bool = False) -> tuple[Signal, SignalType, Path]:
+    """Load the signal a saved run was fitted to again: from ``source``, else the path the run recorded.
+
+    The file's SHA-256 is compared with the recorded one: a mismatch is an
+    :class:`~inrkit.errors.InrkitWarning`, or with ``strict`` an
+    :class:`~inrkit.errors.InputError`. A signal of another type or shape
+    than the run's is always an error.
+    """
+    recorded = run.signal.get("source")
+    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
+    if source is not None and not path.exists():
+        raise InputError(f"--input {source} does not exist; pass the file the run was fitted to")
+    if path is None or not path.exists():
+        raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
+    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
+    signal = signal_type.load(path)
+    _check_same_geometry(signal, run, path)
+    expected = run.signal.get("source_sha256")
+    if expected and path.is_file() and (actual := file_sha256(path)) != expected:
+        message = (f"{path} is not the file this run was fitted to (SHA-256 {actual[:12]}, the run recorded "
+                   f"{expected[:12]})")
+        if strict:
+            raise InputError(f"{message}; pass the original with --input FILE, or drop --strict")
+        import warnings
+
+        warnings.warn(f"{message}; using it as it is now (--strict refuses)", InrkitWarning, stacklevel=2)
+    return signal, signal_type, path
+
+
+def _check_same_geometry(signal: Signal, run: Run, path: Path) -> None:
+    recorded = run.signal
+    have = {"dims": signal.dims, "channels": signal.channels,
+            "grid_shape": list(signal.grid_shape) if signal.grid_shape else None}
+    for key, value in have.items():
+        if key in recorded and recorded[key] != value:
+            raise InputError(
+                f"{path} has {key} {value}, but the run was fitted to a signal with {key} {recorded[key]}; "
+                "pass the file the run was fitted to with --input FILE"
+            )
+
+
+def _check_exporter(host: Host, signal_type: SignalType) -> None:
+    """Resolve the run's reconstruction exporter now, so that a missing one fails before training."""
+    if signal_type.exporter:
+        host.exporter(signal_type.name, signal_type.exporter)
+
+
+def _write_run(output: Path, overwrite: bool, host: Host, signal: Signal, signal_type: SignalType,
+               source: dict[str, Any], result: FitResult, loss_name: str, train_config: TrainConfig,
+               device: torch.device, started: float, recorder: SpectrumRecorder | None, path_taken: list | None,
+               extra: dict[str, Any]) -> FitSummary:
+    """Measure and write the run; Ctrl-C during the writing is held back until the run is complete.
+
+    An interrupted fit never replaces an existing run: it goes beside it,
+    to ``DIR.interrupted-N``.
+    """
+    requested = None
+    output = Path(output)
+    if result.stop_reason == "interrupted" and output.is_dir() and any(output.iterdir()):
+        requested, output, overwrite = output, interrupted_path(output), False
+    with deferred_interrupt() as held:
+        summary = _measure_and_write(output, overwrite, host, signal, signal_type, source, result, loss_name,
+                                     train_config, device, started, recorder, path_taken, extra)
+    summary.requested_dir = requested
+    summary.interrupted_while_writing = held.received
+    return summary
+
+
+def _measure_and_write(output: Path, overwrite: bool, host: Host, signal: Signal, signal_type: SignalType,
+                       source: dict[str, Any], result: FitResult, loss_name: str, train_config: TrainConfig,
+                       device: torch.device, started: float, recorder: SpectrumRecorder | None,
+                       path_taken: list | None, extra: dict[str, Any]) -> FitSummary:
     model = result.model
     model_config = getattr(model, "config", None)
     signal_coords = signal.coordinates()
@@ -353,8 +456,7 @@ def _write_run(output: Path, overwrite: bool, host: Host, signal: Signal, signal
         "signal": {
             **signal.geometry(),
             "metadata": signal.metadata,
-            "source": str(Path(path).resolve()),
-            "source_sha256": file_sha256(Path(path)),
+            **source,
             "signal_type": signal_type.name,
             "exporter": signal_type.exporter,
         },
@@ -430,21 +532,27 @@ def write_spectrum(model: torch.nn.Module, signal: Signal, model_config: ModelCo
 
 
 def spectrum_of_run(run_dir: Path, picture: Path, numbers: Path | None, source: Path | None = None,
-                    max_order: int = 2, tol: float = 1e-4, host: Host | None = None) -> dict[str, Any]:
-    """:func:`write_spectrum` for a saved run; the signal is reloaded from the run's recorded source."""
+                    max_order: int = 2, tol: float = 1e-4, host: Host | None = None,
+                    strict: bool = False) -> dict[str, Any]:
+    """:func:`write_spectrum` for a saved run; the signal is reloaded (:func:`reload_source`)."""
     host = host or get_host()
     run = load_run(run_dir)
-    recorded = run.signal.get("source")
-    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
-    if path is None or not path.exists():
-        raise InputError(
-            f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE"
-        )
-    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
-    signal = signal_type.load(path)
+    signal, signal_type, _ = reload_source(run, source, host, strict)
     if signal.grid_shape is None:
         raise ConfigError(f"{signal_type.name} signals are not gridded; spectrum pictures need a grid")
     return write_spectrum(run.model, signal, run.model_config, picture, numbers, max_order, tol)
+
+
+def _refuse_overwriting_inputs(run: Run, output: Path) -> None:
+    """An export must not replace the signal the run was fitted to, nor the run's own model files."""
+    protected = [(Path(run.signal["source"]), "the signal this run was fitted to")] if run.signal.get("source") else []
+    protected += [(run.path / name, f"part of the run directory {run.path}") for name in ("model.safetensors", "config.json")]
+    for path, what in protected:
+        same = output.resolve() == path.resolve()
+        if not same and output.exists() and path.exists():
+            same = os.path.samefile(output, path)
+        if same:
+            raise ConfigError(f"-o {output} is {what}; writing it would destroy it; choose another -o")
 
 
 def export_run(
@@ -466,6 +574,7 @@ def export_run(
     kind = signal_info.get("signal_type") or signal_info.get("kind")
     if not kind:
         raise ConfigError(f"{run_dir}/config.json does not say which signal type it holds")
+    _refuse_overwriting_inputs(run, Path(output))
     exporter = host.exporter(kind, exporter_name, None if exporter_name else Path(output))
     model = run.model.to(resolve_device(device))
     request = ExportRequest(

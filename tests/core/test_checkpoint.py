@@ -1,9 +1,23 @@
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from inrkit.checkpoint import atomic_output, load_run, save_run, staged_run_dir
+from inrkit.checkpoint import (
+    atomic_output,
+    check_new_run_dir,
+    deferred_interrupt,
+    interrupted_path,
+    is_run_dir,
+    load_run,
+    recover_leftovers,
+    save_run,
+    staged_run_dir,
+)
 from inrkit.config import ModelConfig
 from inrkit.errors import RunDirError
 from inrkit.model import build_model
@@ -31,8 +45,8 @@ def test_staged_run_dir_is_all_or_nothing(tmp_path):
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     with staged_run_dir(tmp_path / "run") as staging:
-        (staging / "a").write_text("1")
-    assert (tmp_path / "run" / "a").read_text() == "1"
+        (staging / "config.json").write_text(json.dumps({"format": "inrkit-run"}))
+    assert is_run_dir(tmp_path / "run")
     with pytest.raises(RunDirError, match="already exists"):
         with staged_run_dir(tmp_path / "run"):
             pass
@@ -40,6 +54,89 @@ def test_staged_run_dir_is_all_or_nothing(tmp_path):
         (staging / "b").write_text("2")
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path):
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("three years of work")
+    for marker in (None, "{not json", json.dumps({"format": "something-else"})):
+        if marker is not None:
+            (folder / "config.json").write_text(marker)
+        with pytest.raises(RunDirError, match="only inrkit run directories"):
+            with staged_run_dir(folder, overwrite=True) as staging:
+                (staging / "b").write_text("2")
+        assert (folder / "thesis.txt").read_text() == "three years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]
+
+
+def dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_leftovers_of_a_dead_writer_are_cleaned_or_restored(tmp_path):
+    pid = dead_pid()
+    run = tmp_path / "run"
+    stale = tmp_path / f".run.{pid}-abcd1234.partial"
+    (stale / "half").mkdir(parents=True)
+    retired = tmp_path / f".run.{pid}-efgh5678.old"
+    (retired / "run").mkdir(parents=True)
+    (retired / "run" / "config.json").write_text(json.dumps({"format": "inrkit-run"}))
+    temporary = tmp_path / f".run.{pid}-xyz.tmp.png"
+    temporary.write_bytes(b"half a png")
+    live = tmp_path / f".run.{os.getpid()}-live0000.partial"
+    live.mkdir()
+    done = recover_leftovers(run)
+    # The previous run, retired when the writer was killed between its two renames, is back.
+    assert is_run_dir(run) and any("restored" in line for line in done)
+    assert not stale.exists() and not retired.exists()
+    assert live.exists(), "a live writer's staging folder must be left alone"
+    with atomic_output(run / "x.txt") as out:
+        out.write_text("x")
+    atomic_output_leftover = tmp_path / f".x.txt.{pid}-q.tmp.txt"
+    atomic_output_leftover.write_text("old")
+    (run / atomic_output_leftover.name).write_text("old")
+    with atomic_output(run / "x.txt") as out:
+        out.write_text("y")
+    assert not (run / atomic_output_leftover.name).exists()
+
+
+def test_a_writer_killed_with_sigkill_leaves_nothing_the_next_write_keeps(tmp_path):
+    run = tmp_path / "run"
+    code = (
+        "import sys, time; from pathlib import Path; from inrkit.checkpoint import staged_run_dir\n"
+        f"with staged_run_dir(Path({str(run)!r})) as staging:\n"
+        "    (staging / 'model.safetensors').write_bytes(b'x' * 1000)\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert [p.name.endswith(".partial") for p in tmp_path.iterdir()] == [True]
+    check_new_run_dir(run, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_path_is_beside_and_free(tmp_path):
+    (tmp_path / "run").mkdir()
+    assert interrupted_path(tmp_path / "run") == tmp_path / "run.interrupted-1"
+    (tmp_path / "run.interrupted-1").mkdir()
+    assert interrupted_path(tmp_path / "run") == tmp_path / "run.interrupted-2"
+
+
+def test_deferred_interrupt_finishes_the_block_then_reports():
+    finished = False
+    with deferred_interrupt() as held:
+        os.kill(os.getpid(), signal.SIGINT)
+        finished = True
+    assert finished and held.received
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("kw", [{}, {"bound_mode": "tanh"}, {"architecture": "siren", "bandlimit": (), "low_bandlimit": ()}])

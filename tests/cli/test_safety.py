@@ -1,0 +1,199 @@
+"""Never lose work: what --overwrite may replace, Ctrl-C, the recorded source, unwritable outputs."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inrkit.cli.main import app
+from inrkit.host import get_host
+from inrkit.plugin import hookimpl
+
+runner = CliRunner()
+FAST = ["--steps", "30", "--params", "800", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def image(path, size=(20, 16), seed=0):
+    array = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0]), dtype=np.uint8)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def hidden(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture
+def fitted(tmp_path):
+    source = image(tmp_path / "photo.png")
+    run = tmp_path / "run"
+    result = invoke("fit", source, "-o", run, *FAST)
+    assert result.exit_code == 0, result.output
+    return source, run
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path):
+    source = image(tmp_path / "photo.png")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("three years")
+    line = one_error_line(invoke("fit", source, "-o", folder, "--overwrite", *FAST))
+    assert "only inrkit run directories" in line and "thesis.txt" in line
+    assert (folder / "thesis.txt").read_text() == "three years"
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]
+
+
+def test_overwrite_replaces_a_run(fitted):
+    source, run = fitted
+    result = invoke("fit", source, "-o", run, "--overwrite", "--seed", "3", *FAST)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 3
+
+
+def test_unwritable_output_is_found_before_training(tmp_path, monkeypatch):
+    source = image(tmp_path / "photo.png")
+    (tmp_path / "a-file").write_text("x")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the output was checked")
+
+    monkeypatch.setattr("inrkit.pipeline.fit", no_training)
+    line = one_error_line(invoke("fit", source, "-o", tmp_path / "a-file" / "run", *FAST))
+    assert "cannot write the output" in line and "writable" in line
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("inrkit.checkpoint.tempfile.mkdtemp", read_only)
+    line = one_error_line(invoke("fit", source, "-o", tmp_path / "ro" / "run", *FAST))
+    assert "Read-only file system" in line
+    assert not hidden(tmp_path)
+
+
+class Interrupter:
+    """Presses Ctrl-C at a given step of training."""
+
+    def __init__(self, at):
+        self.at = at
+
+    @hookimpl
+    def inrkit_step_end(self, step):
+        if step["step"] == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def ctrl_c():
+    host = get_host()
+    plugins = []
+
+    def press(at):
+        plugin = Interrupter(at)
+        host.pm.register(plugin, name=f"interrupter-{len(plugins)}")
+        plugins.append(plugin)
+
+    yield press
+    for plugin in plugins:
+        host.pm.unregister(plugin)
+
+
+def test_ctrl_c_in_training_writes_the_run_and_exits_130(tmp_path, ctrl_c):
+    source = image(tmp_path / "photo.png")
+    ctrl_c(at=7)
+    run = tmp_path / "run"
+    result = invoke("fit", source, "-o", run, *FAST)
+    assert result.exit_code == 130, result.output
+    assert "interrupted at step 7" in result.output and str(run) in result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "interrupted" and metrics["steps"] == 7
+
+
+def test_an_interrupted_fit_never_replaces_a_run(fitted, ctrl_c):
+    source, run = fitted
+    before = (run / "model.safetensors").read_bytes()
+    ctrl_c(at=3)
+    result = invoke("fit", source, "-o", run, "--overwrite", *FAST)
+    assert result.exit_code == 130, result.output
+    beside = run.with_name("run.interrupted-1")
+    assert f"written to {beside}" in result.output and "left as it was" in result.output
+    assert (run / "model.safetensors").read_bytes() == before
+    assert json.loads((beside / "metrics.json").read_text())["steps"] == 3
+
+
+def test_ctrl_c_while_writing_finishes_the_writing(tmp_path, monkeypatch):
+    import inrkit.pipeline
+
+    source = image(tmp_path / "photo.png")
+    real = inrkit.pipeline.save_run
+    presses = {"count": 1}
+
+    def save_with_ctrl_c(*args, **kwargs):
+        for _ in range(presses["count"]):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("inrkit.pipeline.save_run", save_with_ctrl_c)
+    run = tmp_path / "run"
+    result = invoke("fit", source, "-o", run, *FAST)
+    assert result.exit_code == 130, result.output
+    assert "interrupted while writing" in result.output and "complete" in result.output
+    assert {"model.safetensors", "config.json", "metrics.json", "reconstruction.png"} <= {p.name for p in run.iterdir()}
+    # A second Ctrl-C stops at once; then nothing is written, and the message says so.
+    presses["count"] = 2
+    other = tmp_path / "other"
+    result = invoke("fit", source, "-o", other, *FAST)
+    assert result.exit_code == 130 and "nothing was written" in result.output, result.output
+    assert not other.exists() and not hidden(tmp_path)
+
+
+def test_export_refuses_to_overwrite_the_source(fitted):
+    source, run = fitted
+    before = source.read_bytes()
+    line = one_error_line(invoke("export", run, "-o", source))
+    assert "fitted to" in line and "choose another -o" in line
+    assert source.read_bytes() == before
+    link = source.with_name("link.png")
+    link.symlink_to(source)
+    assert "fitted to" in one_error_line(invoke("export", run, "-o", link))
+    assert source.read_bytes() == before
+
+
+def test_a_changed_source_is_a_warning_or_with_strict_an_error(fitted, tmp_path):
+    source, run = fitted
+    image(source, seed=1)  # same shape, other pixels
+    result = invoke("spectrum", run)
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "not the file this run was fitted to" in result.output
+    assert (run / "spectrum.png").is_file(), "spectrum writes into the run directory by default"
+    line = one_error_line(invoke("spectrum", run, "--strict", "-o", tmp_path / "s.png"))
+    assert "--strict" in line and not (tmp_path / "s.png").exists()
+    line = one_error_line(invoke("prune", run, "-o", tmp_path / "p", "--target-params", "400", "--strict", "-q"))
+    assert "not the file this run was fitted to" in line and not (tmp_path / "p").exists()
+
+
+def test_a_source_of_another_shape_is_an_error(fitted, tmp_path):
+    _, run = fitted
+    other = image(tmp_path / "other.png", size=(24, 16))
+    line = one_error_line(invoke("spectrum", run, "--input", other, "-o", tmp_path / "s.png"))
+    assert "grid_shape [16, 24]" in line and "[16, 20]" in line
+    line = one_error_line(invoke("prune", run, "--input", other, "-o", tmp_path / "p", "--target-params", "400"))
+    assert "grid_shape" in line and not (tmp_path / "p").exists()
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(rgb)
+    assert "channels 3" in one_error_line(invoke("spectrum", run, "--input", rgb, "-o", tmp_path / "s.png"))
