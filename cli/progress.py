@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
-from inrkit.plugin import hookimpl
+from inrkit.plugin import FitEnded, StepEnded, hookimpl
 
 
 def _clock(seconds: float) -> str:
@@ -38,22 +38,22 @@ class ProgressBar:
         self._last = -math.inf
         self._drawn = False
 
-    def line(self, step: dict[str, Any], width: int = 24) -> str:
-        """The text of the bar for one ``inrkit_step_end`` payload."""
-        progress = min(1.0, max(0.0, float(step.get("progress", 0.0))))
+    def line(self, step: StepEnded, width: int = 24) -> str:
+        """The text of the bar for one ``inrkit_step_end`` event."""
+        progress = min(1.0, max(0.0, float(step.progress)))
         filled = int(round(progress * width))
-        seconds = float(step.get("seconds", 0.0))
+        seconds = float(step.seconds)
         eta = seconds * (1 - progress) / progress if progress > 0 else math.inf
-        psnr = step.get("psnr", math.nan)
+        psnr = step.psnr
         quality = f"PSNR {psnr:5.2f} dB" if isinstance(psnr, float) and math.isfinite(psnr) else ""
-        phase = f"phase {step['phase']}  " if step.get("phase") else ""
+        phase = f"phase {step.phase}  " if step.phase else ""
         return (
-            f"[{'#' * filled}{'.' * (width - filled)}] {progress * 100:3.0f}%  {phase}step {step['step']}  "
-            f"loss {step['loss']:.3e}  {quality}  {_clock(seconds)} elapsed  ETA {_clock(eta)}"
+            f"[{'#' * filled}{'.' * (width - filled)}] {progress * 100:3.0f}%  {phase}step {step.step}  "
+            f"loss {step.loss:.3e}  {quality}  {_clock(seconds)} elapsed  ETA {_clock(eta)}"
         )
 
     @hookimpl
-    def inrkit_step_end(self, step: dict[str, Any]) -> None:
+    def inrkit_step_end(self, step: StepEnded) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -65,7 +65,7 @@ class ProgressBar:
         self._drawn = True
 
     @hookimpl
-    def inrkit_fit_end(self, result: Any) -> None:
+    def inrkit_fit_end(self, result: FitEnded) -> None:
         if self.enabled and self._drawn:
             self.stream.write("\n")
             self.stream.flush()

@@ -30,7 +30,8 @@ import pluggy
 
 from inrkit import hookspecs
 from inrkit.errors import ConfigError, PluginError
-from inrkit.plugin import HOOK_VERSION, ExporterType, LossType, SamplerType, SignalType
+from inrkit.hookspecs import HOOK_VERSION
+from inrkit.plugin_types import ExporterType, LossType, SamplerType, SignalType
 
 ENTRY_POINT_GROUP = "inrkit"
 #: Core modules that register the domain-agnostic samplers and losses.

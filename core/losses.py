@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from inrkit.plugin import Batch, FitContext, LossType, hookimpl
+from inrkit.hookspecs import hookimpl
+from inrkit.plugin_types import FitContext, LossType
+from inrkit.signal import Batch
 
 
 def mse_loss(context: FitContext, batch: Batch) -> torch.Tensor:

@@ -40,7 +40,7 @@ from inrkit.host import Host, get_host
 from inrkit.lattice import lattice_nyquist
 from inrkit.metrics import psnr
 from inrkit.model import build_model, stored_parameter_count
-from inrkit.plugin import ExportRequest, SignalType
+from inrkit.plugin_types import ExportRequest, SignalType
 from inrkit.prune import PruneOptions
 from inrkit.signal import Signal
 from inrkit.spectrum import SpectrumRecorder, spectrum_report
@@ -211,10 +211,16 @@ def load_signal(path: Path, signal_name: str | None, host: Host | None = None) -
     signal_type = host.signal(signal_name) if signal_name else host.signal_for_path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist; check the path")
+    return load_with(signal_type, path), signal_type
+
+
+def load_with(signal_type: SignalType, path: Path) -> Signal:
+    """``signal_type.load(path)``, checked; the signal's ``kind`` is the type's name."""
     signal = signal_type.load(path)
     if not isinstance(signal, Signal):
         raise InputError(f"the {signal_type.name!r} loader returned {type(signal).__name__}, not a Signal")
-    return signal, signal_type
+    signal.kind = signal_type.name
+    return signal
 
 
 @dataclass
@@ -265,7 +271,7 @@ def fit_file(
     probe_writable(output)
     device = resolve_device(train_config.device)
     signal, signal_type = load_signal(path, signal_name, host)
-    source = source_facts(Path(path))
+    source = source_facts(Path(path), signal)
     _check_exporter(host, signal_type)
     model_config = plan_model(signal, signal_type, model_options)
     if train_config.sampler is None:
@@ -320,7 +326,7 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
     probe_writable(output)
     run = load_run(run_dir)
     signal, signal_type, path = reload_source(run, source, host, strict)
-    facts = source_facts(path)
+    facts = source_facts(path, signal)
     _check_exporter(host, signal_type)
     before = stored_parameter_count(run.model)
     if target_params >= before:
@@ -344,14 +350,18 @@ def prune_run(run_dir: Path, output: Path, target_params: int, train_config: Tra
                       device, started, None, pruned.path, extra)
 
 
-def source_facts(path: Path) -> dict[str, Any]:
-    """Where a signal came from, for ``config.json``: its resolved path and, for a regular file, its SHA-256.
+def source_facts(path: Path, signal: Signal) -> dict[str, Any]:
+    """Where a signal came from, for ``config.json``: its resolved path, its SHA-256 (for a regular file) and the
+    files its loader says it read (:attr:`Signal.provenance`, e.g. every frame of a folder).
 
     Computed before training, so that an input that cannot be read is found
     at once rather than after the training budget.
     """
     path = Path(path)
-    return {"source": str(path.resolve()), "source_sha256": file_sha256(path) if path.is_file() else None}
+    facts = {"source": str(path.resolve()), "source_sha256": file_sha256(path) if path.is_file() else None}
+    if signal.provenance:
+        facts["provenance"] = dict(signal.provenance)
+    return facts
 
 
 def reload_source(run: Run, source: Path | None, host: Host, strict: bool = False) -> tuple[Signal, SignalType, Path]:
@@ -369,7 +379,7 @@ def reload_source(run: Run, source: Path | None, host: Host, strict: bool = Fals
     if path is None or not path.exists():
         raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
     signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
-    signal = signal_type.load(path)
+    signal = load_with(signal_type, path)
     _check_same_geometry(signal, run, path)
     expected = run.signal.get("source_sha256")
     if expected and path.is_file() and (actual := file_sha256(path)) != expected:

@@ -41,8 +41,8 @@ from inrkit.config import ModelConfig, TrainConfig
 from inrkit.errors import ConfigError
 from inrkit.lattice import in_half_space
 from inrkit.model import SinusoidalINR, stored_parameter_count
-from inrkit.plugin import Batch, FitContext
-from inrkit.signal import Signal
+from inrkit.plugin_types import FitContext, FitEnded, FitStarted, StepEnded
+from inrkit.signal import Batch, Signal
 from inrkit.sizing import stored_count
 from inrkit.train import FitResult
 
@@ -528,18 +528,18 @@ class _PhaseRelay:
         self.hook, self.record = hook, record
         self.window, self.label, self.started = (0.0, 1.0), "", False
 
-    def inrkit_fit_start(self, info: dict[str, Any]) -> None:
+    def inrkit_fit_start(self, info: FitStarted) -> None:
         if not self.started:
             self.started = True
             self.hook.inrkit_fit_start(info=info)
 
-    def inrkit_step_end(self, step: dict[str, Any]) -> None:
+    def inrkit_step_end(self, step: StepEnded) -> None:
         low, high = self.window
-        self.hook.inrkit_step_end(step={
-            **step, "step": step["step"] + self.record.steps, "seconds": step["seconds"] + self.record.seconds,
-            "progress": low + (high - low) * step.get("progress", 0.0), "phase": self.label})
+        self.hook.inrkit_step_end(step=replace(
+            step, step=step.step + self.record.steps, seconds=step.seconds + self.record.seconds,
+            progress=low + (high - low) * step.progress, phase=self.label))
 
-    def inrkit_fit_end(self, result: Any) -> None:
+    def inrkit_fit_end(self, result: FitEnded) -> None:
         """Swallowed: the merged result is announced once at the end."""
 
 
@@ -614,7 +614,7 @@ def pruned_fit(model: torch.nn.Module, signal: Signal, config: TrainConfig, loss
         model = stop.model
     merged = phases.record.merged(model)
     if hook is not None:
-        hook.inrkit_fit_end(result=merged)
+        hook.inrkit_fit_end(result=FitEnded.of(merged))
     return PrunedFit(merged, phases.path)
 
 

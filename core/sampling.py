@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-from inrkit.plugin import Batch, SamplerContext, SamplerType, hookimpl
+from inrkit.hookspecs import hookimpl
+from inrkit.plugin_types import SamplerContext, SamplerType
+from inrkit.signal import Batch
 
 
 def _batch(context: SamplerContext, coords: torch.Tensor, index: torch.Tensor) -> Batch:

@@ -7,9 +7,12 @@ metadata its exporter needs. The core never looks inside ``metadata``.
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,16 +20,25 @@ import torch
 from inrkit.errors import InputError
 
 
-def grid_extent(shape: Sequence[int]) -> tuple[float, ...]:
+def grid_extent(shape: Sequence[int], spacing: Sequence[float] | None = None) -> tuple[float, ...]:
     """Half-extent per axis of a grid whose longest axis spans ``[-1, 1]``.
 
-    Samples are equally spaced with the same spacing ``h = 2 / (N_max - 1)``
-    on every axis, so the aspect ratio is kept: axis ``i`` spans
-    ``[-e_i, e_i]`` with ``e_i = h (N_i - 1) / 2``.
+    By default samples are equally spaced with the same spacing
+    ``h = 2 / (N_max - 1)`` on every axis, so the aspect ratio is kept: axis
+    ``i`` spans ``[-e_i, e_i]`` with ``e_i = h (N_i - 1) / 2``. With
+    ``spacing`` (relative sample spacing per axis), axis ``i``'s physical
+    length is ``spacing_i (N_i - 1)`` and the longest one spans ``[-1, 1]``.
     """
-    longest = max(shape)
-    spacing = 2.0 / max(longest - 1, 1)
-    return tuple(spacing * (n - 1) / 2.0 for n in shape)
+    if spacing is None:
+        longest = max(shape)
+        step = 2.0 / max(longest - 1, 1)
+        return tuple(step * (n - 1) / 2.0 for n in shape)
+    spacing = tuple(float(h) for h in spacing)
+    if len(spacing) != len(shape) or not all(math.isfinite(h) and h > 0 for h in spacing):
+        raise InputError(f"spacing needs one positive number per axis ({len(shape)}), got {spacing}")
+    lengths = [h * (n - 1) for h, n in zip(spacing, shape)]
+    scale = 2.0 / max(max(lengths), 1e-300) if max(lengths) > 0 else 1.0
+    return tuple(scale * length / 2.0 for length in lengths)
 
 
 def grid_coordinates(shape: Sequence[int], extent: Sequence[float]) -> torch.Tensor:
@@ -62,10 +74,11 @@ def grid_nyquist(shape: Sequence[int], extent: Sequence[float]) -> tuple[float, 
 class Signal:
     """A signal ready to fit.
 
+    Gridded loaders build it with :meth:`from_grid`; scattered ones pass
+    ``points``.
+
     Attributes
     ----------
-    kind:
-        Name of the signal type that loaded it (``image``, ``audio``, ...).
     values:
         ``[N, channels]`` float32 target values.
     nyquist:
@@ -91,24 +104,48 @@ class Signal:
         Further per-sample tensors (``[N, k]``, aligned with ``values``) that
         samplers hand on to losses in :attr:`Batch.extra`, e.g. surface
         normals of a point cloud. The trainer moves them to its device.
+    provenance:
+        The files the loader read, as ``{path: sha256}`` (see
+        :func:`file_provenance`); recorded in the run directory. None: inrkit
+        hashes the input path itself if it is a regular file.
+    kind:
+        Name of the signal type that loaded it. inrkit sets it after loading;
+        passing it is deprecated since hook version 1.1 (the
+        :class:`~inrkit.plugin.SignalType`'s name is the one name).
     """
 
-    kind: str
-    values: torch.Tensor
-    nyquist: tuple[float, ...]
-    data_range: float
+    # ``kind`` stays first, with every field optional, so that loaders written for
+    # hook version 1.0 (``Signal("csv", values, nyquist, data_range, ...)``) still work.
+    kind: str = ""
+    values: torch.Tensor | None = None
+    nyquist: tuple[float, ...] | None = None
+    data_range: float | None = None
     grid_shape: tuple[int, ...] | None = None
     extent: tuple[float, ...] | None = None
     points: torch.Tensor | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     attributes: dict[str, torch.Tensor] = field(default_factory=dict)
+    provenance: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
+        if self.kind:
+            warnings.warn(
+                "Signal(kind=...) is deprecated since hook version 1.1 and will be removed in inrkit 0.3: "
+                "inrkit records the SignalType's name; build gridded signals with Signal.from_grid(...)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        what = f"{self.kind} signal" if self.kind else "signal"
+        if not isinstance(self.values, torch.Tensor):
+            raise InputError(f"{what} needs values, a [N, channels] tensor, got {type(self.values).__name__}")
+        if self.nyquist is None or self.data_range is None:
+            raise InputError(f"{what} needs nyquist (one value per axis) and data_range; use Signal.from_grid for grids")
+        self.nyquist = tuple(float(v) for v in self.nyquist)
         if self.values.ndim != 2 or self.values.shape[0] == 0 or self.values.shape[1] == 0:
-            raise InputError(f"{self.kind} signal has no samples (values of shape {tuple(self.values.shape)})")
+            raise InputError(f"{what} has no samples (values of shape {tuple(self.values.shape)})")
         if not torch.isfinite(self.values).all():
-            raise InputError(f"{self.kind} signal contains NaN or infinite values; clean the input first")
+            raise InputError(f"{what} contains NaN or infinite values; clean the input first")
         if self.grid_shape is not None:
             self.grid_shape = tuple(int(n) for n in self.grid_shape)
             if math.prod(self.grid_shape) != self.values.shape[0]:
@@ -116,12 +153,61 @@ class Signal:
             if self.extent is None:
                 self.extent = grid_extent(self.grid_shape)
         elif self.points is None:
-            raise InputError(f"{self.kind} signal needs either a grid shape or sample points")
+            raise InputError(f"{what} needs either a grid shape or sample points")
         for name, tensor in self.attributes.items():
             if tensor.shape[0] != self.values.shape[0]:
                 raise InputError(f"signal attribute {name!r} has {tensor.shape[0]} rows for {self.values.shape[0]} samples")
         if len(self.nyquist) != self.dims:
             raise InputError(f"nyquist needs one value per axis ({self.dims}), got {self.nyquist}")
+
+    @classmethod
+    def from_grid(
+        cls,
+        values: torch.Tensor,
+        grid_shape: Sequence[int],
+        *,
+        data_range: float | None = None,
+        spacing: Sequence[float] | None = None,
+        metadata: dict[str, Any] | None = None,
+        source: str | None = None,
+        attributes: dict[str, torch.Tensor] | None = None,
+        provenance: dict[str, str] | None = None,
+    ) -> Signal:
+        """A signal sampled on a regular grid.
+
+        Parameters
+        ----------
+        values:
+            ``[prod(grid_shape), channels]`` (row-major) or ``[*grid_shape, channels]``.
+        grid_shape:
+            Samples per axis.
+        data_range:
+            Peak of the PSNR; default the values' peak-to-peak range (1 for a constant signal).
+        spacing:
+            Relative sample spacing per axis, for grids whose axes have
+            different units or resolutions (time x space, anisotropic
+            volumes); default equal spacing on every axis. The longest axis
+            spans ``[-1, 1]``, and each axis gets its own Nyquist frequency.
+        metadata, source, attributes, provenance:
+            As in the class.
+        """
+        shape = tuple(int(n) for n in grid_shape)
+        values = values.reshape(math.prod(shape), -1) if values.ndim != 2 else values
+        extent = grid_extent(shape, spacing)
+        if data_range is None:
+            spread = float(values.max() - values.min()) if values.numel() else 0.0
+            data_range = spread if spread > 0 else 1.0
+        return cls(
+            values=values,
+            nyquist=grid_nyquist(shape, extent),
+            data_range=float(data_range),
+            grid_shape=shape,
+            extent=extent,
+            metadata=dict(metadata or {}),
+            source=source,
+            attributes=dict(attributes or {}),
+            provenance=provenance,
+        )
 
     @property
     def dims(self) -> int:
@@ -146,10 +232,18 @@ class Signal:
             return self.points
         return grid_coordinates(self.grid_shape, self.extent)
 
+    def to(self, device: torch.device | str) -> Signal:
+        """The same signal with its tensors (values, points, attributes) on ``device``."""
+        moved = copy.copy(self)  # already validated: no second __post_init__
+        moved.values = self.values.to(device)
+        moved.points = None if self.points is None else self.points.to(device)
+        moved.attributes = {name: tensor.to(device) for name, tensor in self.attributes.items()}
+        return moved
+
     def geometry(self) -> dict[str, Any]:
         """The JSON-serialisable description exporters get with the metadata."""
         return {
-            "kind": self.kind,
+            "kind": self.kind,  # kept for runs read by inrkit 0.1; the signal type's name
             "dims": self.dims,
             "channels": self.channels,
             "grid_shape": list(self.grid_shape) if self.grid_shape else None,
@@ -157,6 +251,20 @@ class Signal:
             "nyquist": list(self.nyquist),
             "data_range": self.data_range,
         }
+
+
+def file_provenance(*paths: Path | str) -> dict[str, str]:
+    """``{resolved path: SHA-256}`` of files a loader read, for :attr:`Signal.provenance`."""
+    import hashlib
+
+    result = {}
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        result[str(Path(path).resolve())] = digest.hexdigest()
+    return result
 
 
 @dataclass

@@ -30,7 +30,7 @@ import torch
 
 from inrkit.errors import ConfigError
 from inrkit.model import SinusoidalINR
-from inrkit.plugin import hookimpl
+from inrkit.hookspecs import hookimpl
 from inrkit.signal import Signal
 
 
@@ -635,12 +635,12 @@ class SpectrumRecorder:
 
     @hookimpl
     def inrkit_step_end(self, step):
-        index = step["step"]
+        index = step.step
         if index % self.every or len(self.frames) >= self.max_frames:
             return
         from inrkit.train import evaluate
 
-        values = evaluate(step["model"], self._coords).double().numpy()
+        values = evaluate(step.model, self._coords).double().numpy()
         values = values.reshape(*self.signal.grid_shape, self.signal.channels)
         spectrum = grid_spectrum(values, self.signal.extent, self.period)
         nyquist = int(math.floor(max(self.signal.nyquist) * self.period))

@@ -27,7 +27,8 @@ from inrkit.errors import ConfigError, InrkitError
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
 from inrkit.optim import Adam
-from inrkit.plugin import Batch, FitContext, SamplerContext
+from inrkit.plugin_types import FitContext, FitEnded, FitStarted, SamplerContext, StepEnded, TrainSettings
+from inrkit.signal import Batch
 from inrkit.signal import Signal
 
 #: Largest cached input-layer basis (sin and cos together), in bytes.
@@ -217,18 +218,8 @@ def fit(
     train_index, holdout_index = holdout_split(signal.samples, config.holdout, config.seed)
 
     model.to(device)
-    on_device = Signal(
-        kind=signal.kind,
-        values=signal.values.to(device),
-        nyquist=signal.nyquist,
-        data_range=signal.data_range,
-        grid_shape=signal.grid_shape,
-        extent=signal.extent,
-        points=None if signal.points is None else signal.points.to(device),
-        metadata=signal.metadata,
-        source=signal.source,
-        attributes={name: tensor.to(device) for name, tensor in signal.attributes.items()},
-    )
+    on_device = signal.to(device)
+    settings = TrainSettings.of(config)
     sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
     coords = on_device.coordinates().to(device)
     predictor = _Predictor(model, coords)
@@ -239,10 +230,8 @@ def fit(
     check_every = 1 if device.type == "cpu" else 10
     result = FitResult(model=model, train_index=train_index, holdout_index=holdout_index)
     if hook is not None:
-        hook.inrkit_fit_start(
-            info={"signal": signal, "model": model, "config": config, "device": device,
-                  "parameters": stored_parameter_count(model)}
-        )
+        hook.inrkit_fit_start(info=FitStarted(signal=signal, model=model, config=settings, device=device,
+                                              parameters=stored_parameter_count(model)))
 
     start = time.perf_counter()
     step = 0
@@ -259,7 +248,7 @@ def fit(
             optimizer.lr = lr
             batch = sampler(step)
             predictor.last = None
-            value = loss(FitContext(model, on_device, predictor, step + step_offset, config), batch)
+            value = loss(FitContext(model, on_device, predictor, step + step_offset, settings), batch)
             record = step % check_every == 0 or (config.steps is not None and step == config.steps - 1)
             if record:
                 loss_value = float(value.detach())
@@ -276,7 +265,7 @@ def fit(
                 result.curve.append(point)
                 if hook is not None:
                     progress = _progress(config, step, seconds, psnr)
-                    hook.inrkit_step_end(step={**point, "progress": progress, "model": model})
+                    hook.inrkit_step_end(step=StepEnded(**point, progress=progress, model=model))
                 if config.target_psnr is not None and psnr >= config.target_psnr:
                     if config.batch_size is None or _full_psnr(predictor, on_device, train_index) >= config.target_psnr:
                         result.stop_reason = "target_psnr"
@@ -292,7 +281,7 @@ def fit(
     result.steps = step
     result.seconds = time.perf_counter() - start
     if hook is not None:
-        hook.inrkit_fit_end(result=result)
+        hook.inrkit_fit_end(result=FitEnded.of(result))
     return result
 
 

@@ -50,7 +50,11 @@ def test_datasets_is_not_a_package():
 
 
 def imports_of(path):
+    """Modules ``path`` imports at run time (imports under ``if TYPE_CHECKING:`` are for type checkers only)."""
     tree = ast.parse(path.read_text())
+    for block in ast.walk(tree):
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING":
+            block.body = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)

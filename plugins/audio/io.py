@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from inrkit.plugin import ConfigError, InputError, Signal, atomic_output, grid_extent, grid_nyquist
+from inrkit.plugin import ConfigError, InputError, Signal, atomic_output
 
 #: Subtypes written back as they were read; anything else (compressed or exotic) becomes 16-bit PCM on export.
 PCM_SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -60,8 +60,6 @@ def load_audio(path: Path) -> Signal:
     if not np.isfinite(data).all():
         raise _fail(path, "contains NaN or infinite samples; clean the recording first")
     frames, channels = data.shape
-    shape = (frames,)
-    extent = grid_extent(shape)
     metadata: dict[str, Any] = {
         "sample_rate": int(rate),
         "channels": int(channels),
@@ -70,16 +68,8 @@ def load_audio(path: Path) -> Signal:
         "subtype": info.subtype,
         "duration_seconds": frames / rate,
     }
-    return Signal(
-        kind="audio",
-        values=torch.from_numpy(np.ascontiguousarray(data)),
-        nyquist=grid_nyquist(shape, extent),
-        data_range=2.0,
-        grid_shape=shape,
-        extent=extent,
-        metadata=metadata,
-        source=str(path),
-    )
+    return Signal.from_grid(torch.from_numpy(np.ascontiguousarray(data)), (frames,), data_range=2.0,
+                            metadata=metadata, source=str(path))
 
 
 def output_subtype(container: str, source_subtype: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from inrkit.plugin import InputError, Signal, atomic_output, grid_extent, grid_nyquist
+from inrkit.plugin import InputError, Signal, atomic_output
 
 #: Pillow modes kept as they are, with their channel count and bit depth.
 _KEEP = {"L": (1, 8), "LA": (2, 8), "RGB": (3, 8), "RGBA": (4, 8)}
@@ -89,19 +89,8 @@ def load_image(path: Path) -> Signal:
     if height < 2 or width < 2:
         raise InputError(f"{path} is {width}x{height} pixels; an image needs at least 2x2 pixels")
     values = torch.from_numpy(array.reshape(-1, channels) * 2.0 - 1.0).to(torch.float32)
-    shape = (height, width)
-    extent = grid_extent(shape)
     metadata = {**meta, "source_mode": source_mode, "height": height, "width": width}
-    return Signal(
-        kind="image",
-        values=values,
-        nyquist=grid_nyquist(shape, extent),
-        data_range=2.0,
-        grid_shape=shape,
-        extent=extent,
-        metadata=metadata,
-        source=str(path),
-    )
+    return Signal.from_grid(values, (height, width), data_range=2.0, metadata=metadata, source=str(path))
 
 
 def to_pixels(values: torch.Tensor, shape: tuple[int, int], metadata: dict[str, Any]) -> Image.Image:

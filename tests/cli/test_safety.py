@@ -94,7 +94,7 @@ class Interrupter:
 
     @hookimpl
     def inrkit_step_end(self, step):
-        if step["step"] == self.at:
+        if step.step == self.at:
             raise KeyboardInterrupt
 
 

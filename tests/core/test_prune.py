@@ -129,7 +129,7 @@ def test_swap_keeps_the_size_and_the_function():
     extent = grid_extent(shape)
     coords = grid_coordinates(shape, extent)
     values = torch.sin(2 * math.pi * 5 / 4 * coords[:, :1]) + 0.5 * torch.cos(2 * math.pi * 3 / 4 * coords[:, 1:])
-    signal = Signal("test", values, grid_nyquist(shape, extent), 3.0, grid_shape=shape, extent=extent)
+    signal = Signal.from_grid(values, shape, data_range=3.0)
     model = _model(channels=1, m=20, n=20)
     reconstruction = evaluate(model, coords)
     candidates = residual_candidates(model, signal, reconstruction, 4, (12, 12))
@@ -221,10 +221,10 @@ def test_a_pruned_fit_looks_like_one_fit_to_observers():
     kinds = [kind for kind, _ in spy.calls]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == 1 and kinds.count("end") == 1
     steps = [payload for kind, payload in spy.calls if kind == "step"]
-    assert [s["step"] for s in steps] == sorted(s["step"] for s in steps)
-    progress = [s["progress"] for s in steps]
+    assert [s.step for s in steps] == sorted(s.step for s in steps)
+    progress = [s.progress for s in steps]
     assert progress == sorted(progress) and progress[-1] > 0.95
-    assert {s["phase"].split(": ")[1] for s in steps} == {"fit", "prune + fine-tune"}
+    assert {s.phase.split(": ")[1] for s in steps} == {"fit", "prune + fine-tune"}
     assert done.result.steps == 60 and len(done.path) == 3
 
 

@@ -139,7 +139,7 @@ def band_signal(frequencies, samples=129, phase=0.0, decay=0.0):
     extent = grid_extent(shape)
     x = grid_coordinates(shape, extent)[:, 0].double()
     values = sum(q**-decay * torch.cos(2 * math.pi * q * x / 4.0 + phase * q) for q in frequencies)
-    return Signal("t", values.float().unsqueeze(1), grid_nyquist(shape, extent), 2.0, grid_shape=shape, extent=extent)
+    return Signal.from_grid(values.float().unsqueeze(1), shape, data_range=2.0)
 
 
 def test_bandlimit_suggestion_follows_the_signal():

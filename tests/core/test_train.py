@@ -18,7 +18,7 @@ def lattice_signal(shape=(32, 32)):
     coords = grid_coordinates(shape, extent)
     w = 2 * math.pi / 4.0
     values = 0.5 * torch.sin(w * (3 * coords[:, 0] + 2 * coords[:, 1]) + 0.3) + 0.3 * torch.cos(w * 5 * coords[:, 1])
-    return Signal("test", values.unsqueeze(1), grid_nyquist(shape, extent), 2.0, grid_shape=shape, extent=extent)
+    return Signal.from_grid(values.unsqueeze(1), shape, data_range=2.0)
 
 
 def small_model(seed=0):

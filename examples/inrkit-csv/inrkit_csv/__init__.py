@@ -23,8 +23,6 @@ from inrkit.plugin import (
     SignalType,
     atomic_output,
     grid_coordinates,
-    grid_extent,
-    grid_nyquist,
     hookimpl,
 )
 
@@ -67,19 +65,8 @@ def load_csv(path: Path) -> Signal:
     """Load a CSV file as a 1D signal with one channel per column."""
     path = Path(path)
     header, data = _rows(path)
-    shape = (data.shape[0],)
-    extent = grid_extent(shape)
-    span = float(np.ptp(data))
-    return Signal(
-        kind="csv",
-        values=torch.from_numpy(data).to(torch.float32),
-        nyquist=grid_nyquist(shape, extent),
-        data_range=span if span > 0 else 1.0,
-        grid_shape=shape,
-        extent=extent,
-        metadata={"columns": header, "rows": data.shape[0]},
-        source=str(path),
-    )
+    return Signal.from_grid(torch.from_numpy(data).to(torch.float32), (data.shape[0],),
+                            metadata={"columns": header, "rows": data.shape[0]}, source=str(path))
 
 
 def _write(values: np.ndarray, columns: list[str], path: Path) -> None:

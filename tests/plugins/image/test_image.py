@@ -56,9 +56,9 @@ def test_coordinates_keep_aspect_ratio():
     coords = signal.coordinates()
     assert coords[:, 0].min() == -1 and coords[:, 0].max() == 1
     wide = torch.zeros(6 * 11, 1)
-    from inrkit.plugin import Signal, grid_extent
+    from inrkit.plugin import Signal
 
-    s = Signal("image", wide, (1.0, 1.0), 2.0, grid_shape=(6, 11), extent=grid_extent((6, 11)))
+    s = Signal.from_grid(wide, (6, 11), data_range=2.0)
     c = s.coordinates()
     assert float(c[:, 1].max()) == pytest.approx(1.0) and float(c[:, 0].max()) == pytest.approx(0.5)
     # equal spacing on both axes
