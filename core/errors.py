@@ -18,6 +18,10 @@ class ConfigError(InrkitError):
     """An option or configuration value is outside its valid range."""
 
 
+class TooManyTerms(ConfigError):
+    """The predicted spectrum needs more terms than allowed (raise the tolerance or lower the order)."""
+
+
 class RunDirError(InrkitError):
     """A run directory is missing, incomplete or not an inrkit run directory."""
 

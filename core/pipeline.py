@@ -43,7 +43,7 @@ from inrkit.model import build_model, stored_parameter_count
 from inrkit.plugin_types import ExportRequest, SignalType
 from inrkit.prune import PruneOptions
 from inrkit.signal import Signal
-from inrkit.spectrum import SpectrumRecorder, spectrum_report
+from inrkit.spectrum_report import SpectrumRecorder, spectrum_report
 from inrkit.sizing import DEFAULT_INPUT_RATIO, stored_count, widths_for_params
 from inrkit.train import FitResult, evaluate, fit, resolve_device, rows_for
 

@@ -1,4 +1,4 @@
-"""The network's spectrum: predicted from the weights, measured by FFT, bounded, shown.
+"""The network's spectrum: predicted from the weights, measured by FFT, bounded.
 
 For one hidden layer, hidden neuron ``i`` is ``sin(z_i)`` with
 ``z_i = sum_j a_ij sin(theta_j) + c_i``, ``theta_j = omega_j . x + phi_j``,
@@ -17,20 +17,28 @@ Convention: a spectrum maps an integer lattice frequency ``q`` (``[d]``) to
 the complex coefficient ``F(q)`` of ``exp(2 pi i q . x / p)`` per channel, so
 ``f(x) = sum_q F(q) exp(2 pi i q . x / p)``. ``F(-q) = conj(F(q))`` for real
 signals.
+
+Sampled spectra are per axis: a grid whose axes have different sample
+spacings (``Signal.from_grid(..., spacing=...)``) is placed on one period with
+each axis's own spacing, so axis ``i`` of the FFT has its own number of
+samples ``P_i`` and resolves ``|q_i| < P_i / 2``; radii and cutoffs (Nyquist,
+bandlimit) may be given per axis. The picture and the summary of a fitted
+model are in :mod:`inrkit.spectrum_report`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, InputError, TooManyTerms
+from inrkit.lattice import DEFAULT_PERIOD
 from inrkit.model import SinusoidalINR
-from inrkit.hookspecs import hookimpl
 from inrkit.signal import Signal
 
 
@@ -84,7 +92,7 @@ def enumerate_terms(column_max: np.ndarray, max_order: int, tol: float, max_term
 
     Raises
     ------
-    ConfigError
+    TooManyTerms
         When more than ``max_terms`` terms pass (raise ``tol`` or lower ``max_order``).
     """
     m = len(column_max)
@@ -110,7 +118,7 @@ def enumerate_terms(column_max: np.ndarray, max_order: int, tol: float, max_term
                 found.append(Terms(cols[keep], vals[keep]))
                 total += int(keep.sum())
                 if total > max_terms:
-                    raise ConfigError(
+                    raise TooManyTerms(
                         f"more than {max_terms} spectrum terms pass tolerance {tol:g}; "
                         "raise --tol or lower --max-order"
                     )
@@ -150,16 +158,30 @@ class PredictedSpectrum:
     max_order: int
     tol: float
 
-    def dense(self, radius: int) -> np.ndarray:
-        """Coefficients on the box ``|q_i| <= radius`` as ``[(2r+1)]*d + [channels]`` (index ``q + r``)."""
+    def dense(self, radius: int | Sequence[int]) -> np.ndarray:
+        """Coefficients on the box ``|q_i| <= r_i`` as ``[2 r_i + 1 for each axis] + [channels]`` (index ``q + r``).
+
+        ``radius``: one ``r`` for every axis, or one per axis.
+        """
         return _to_dense(self.frequencies, self.amplitudes, radius)
 
 
-def _to_dense(frequencies: np.ndarray, values: np.ndarray, radius: int) -> np.ndarray:
+def _per_axis(value, dims: int) -> tuple:
+    """``value`` once per axis: a single number is repeated, a sequence must have one entry per axis."""
+    if np.ndim(value) == 0:
+        return (value,) * dims
+    value = tuple(value)
+    if len(value) != dims:
+        raise ConfigError(f"need one value per axis ({dims}), got {len(value)}: {value}")
+    return value
+
+
+def _to_dense(frequencies: np.ndarray, values: np.ndarray, radius: int | Sequence[int]) -> np.ndarray:
     dims = frequencies.shape[1]
-    grid = np.zeros((2 * radius + 1,) * dims + values.shape[1:], dtype=values.dtype)
-    inside = (np.abs(frequencies) <= radius).all(axis=1)
-    index = tuple((frequencies[inside] + radius).T)
+    radii = np.array(_per_axis(radius, dims), dtype=np.int64)
+    grid = np.zeros(tuple(2 * radii + 1) + values.shape[1:], dtype=values.dtype)
+    inside = (np.abs(frequencies) <= radii).all(axis=1)
+    index = tuple((frequencies[inside] + radii).T)
     np.add.at(grid, index, values[inside])
     return grid
 
@@ -276,7 +298,8 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
     tol:
         Multi-indices whose amplitude bound is below ``tol`` are skipped.
     max_terms:
-        Refuse (ConfigError) to enumerate more multi-indices than this per layer.
+        Refuse (:class:`~inrkit.errors.TooManyTerms`, a ConfigError) to
+        enumerate more multi-indices than this per layer.
     carried:
         Frequencies carried into each layer after the first.
 
@@ -288,27 +311,56 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
         raise ConfigError(f"max order must be >= 0 and tol > 0, got {max_order} and {tol}")
     numbers = _layers(model)
     a, c = numbers["hidden"][0]
-    freqs, phases = numbers["frequencies"], numbers["phases"]
-    phase = np.broadcast_to(phases, a.shape)
-    unique, coefficients, bounds, terms, omitted = _sine_layer(freqs, a, phase, c, max_order, tol, max_terms)
+    phase = np.broadcast_to(numbers["phases"], a.shape)
+    unique, coefficients, bounds, terms, omitted = _sine_layer(numbers["frequencies"], a, phase, c,
+                                                               max_order, tol, max_terms)
     omitted_per_neuron = np.full(a.shape[0], omitted)
-    dims = freqs.shape[1]
     for weight, bias in numbers["hidden"][1:]:
-        pre = coefficients @ weight.T  # [Q, n'] coefficients of the next pre-activation
-        zero = (unique == 0).all(axis=1)
-        bias = bias + (pre[zero].real.sum(axis=0) if zero.any() else 0.0)
-        positive = _positive_half(unique) & ~zero
-        amplitude_all = 2 * np.abs(pre[positive])  # [P, n']: u = sum 2|U| sin(q x + arg U + pi/2)
-        strength = amplitude_all.max(axis=1)
-        keep = np.argsort(-strength, kind="stable")[:carried]
-        dropped = amplitude_all.sum(axis=0) - amplitude_all[keep].sum(axis=0)
+        inputs, amplitude, phase, bias, dropped = _carry(unique, coefficients, weight, bias, carried)
         inherited = np.abs(weight) @ omitted_per_neuron
         unique, coefficients, bounds, layer_terms, layer_omitted = _sine_layer(
-            unique[positive][keep], amplitude_all[keep].T, (np.angle(pre[positive][keep]) + np.pi / 2).T, bias,
-            max_order, tol, max_terms,
+            inputs, amplitude, phase, bias, max_order, tol, max_terms,
         )
         terms += layer_terms
         omitted_per_neuron = layer_omitted + dropped + inherited
+    unique, amplitudes, bound, omitted_output = _through_head(numbers, unique, coefficients, bounds,
+                                                              omitted_per_neuron)
+    return PredictedSpectrum(unique, amplitudes, bound, terms, omitted_output, max_order, tol)
+
+
+def _carry(unique: np.ndarray, coefficients: np.ndarray, weight: np.ndarray, bias: np.ndarray, carried: int):
+    """A later layer's pre-activation as the sine "inputs" of :func:`_sine_layer`.
+
+    The pre-activation ``u = sum_q U(q) exp(2 pi i q . x / p)`` (the previous
+    layer's coefficients through ``weight``) is ``sum 2|U| sin(q x + arg U +
+    pi/2)`` over the positive half of ``q``; its DC part joins ``bias``.
+
+    Returns
+    -------
+    (frequencies [C, d], amplitude [n', C], phase [n', C], bias [n'], dropped [n'])
+        The ``carried`` strongest frequencies, and per neuron the amplitude of
+        those left out.
+    """
+    pre = coefficients @ weight.T  # [Q, n'] coefficients of the next pre-activation
+    zero = (unique == 0).all(axis=1)
+    bias = bias + (pre[zero].real.sum(axis=0) if zero.any() else 0.0)
+    positive = _positive_half(unique) & ~zero
+    amplitude_all = 2 * np.abs(pre[positive])  # [P, n']: u = sum 2|U| sin(q x + arg U + pi/2)
+    strength = amplitude_all.max(axis=1)
+    keep = np.argsort(-strength, kind="stable")[:carried]
+    dropped = amplitude_all.sum(axis=0) - amplitude_all[keep].sum(axis=0)
+    phase = (np.angle(pre[positive][keep]) + np.pi / 2).T
+    return unique[positive][keep], amplitude_all[keep].T, phase, bias, dropped
+
+
+def _through_head(numbers: dict, unique: np.ndarray, coefficients: np.ndarray, bounds: np.ndarray,
+                  omitted_per_neuron: np.ndarray):
+    """The last hidden layer's coefficients through the head and the output map (DC term added).
+
+    Returns
+    -------
+    (frequencies [K, d], amplitudes [K, channels], bound [K, channels], omitted bound of the output)
+    """
     head, scale = numbers["head"], numbers["scale"]
     amplitudes = (coefficients @ head.T) * scale
     bound = (bounds @ np.abs(head).T) * scale
@@ -317,11 +369,11 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
     if len(zero):
         amplitudes[zero[0]] += dc
     else:
-        unique = np.vstack([unique, np.zeros((1, dims), np.int64)])
+        unique = np.vstack([unique, np.zeros((1, unique.shape[1]), np.int64)])
         amplitudes = np.vstack([amplitudes, dc[None].astype(np.complex128)])
         bound = np.vstack([bound, np.zeros((1, head.shape[0]))])
     omitted_output = float((np.abs(head) @ omitted_per_neuron * scale).max())
-    return PredictedSpectrum(unique, amplitudes, bound, terms, omitted_output, max_order, tol)
+    return unique, amplitudes, bound, omitted_output
 
 
 def _positive_half(frequencies: np.ndarray) -> np.ndarray:
@@ -332,11 +384,51 @@ def _positive_half(frequencies: np.ndarray) -> np.ndarray:
     return nonzero.any(axis=1) & (lead > 0)
 
 
-def period_grid(spacing: float, dims: int, period: float) -> tuple[int, torch.Tensor]:
-    """Samples per axis ``P`` and coordinates ``[P^d, d]`` of one full period ``[-p/2, p/2)``."""
-    samples = int(round(period / spacing))
-    axis = torch.arange(samples, dtype=torch.float64) * (period / samples) - period / 2
-    mesh = torch.meshgrid(*([axis] * dims), indexing="ij")
+def grid_spacing(shape: Sequence[int], extent: Sequence[float]) -> tuple[float, ...]:
+    """Sample spacing ``h_i = 2 e_i / (N_i - 1)`` per axis of a grid of half-extent ``extent``.
+
+    Equal spacings (up to rounding: every grid made without ``spacing=``) come
+    back as one value, the largest, on every axis. An axis with a single
+    sample takes the coarsest spacing of the others.
+
+    Raises
+    ------
+    InputError
+        When no axis has two samples.
+    """
+    steps = [2.0 * (e / (n - 1)) if n > 1 else None for n, e in zip(shape, extent, strict=True)]
+    known = [h for h in steps if h is not None]
+    if not known:
+        raise InputError(f"a grid of shape {tuple(shape)} has one sample per axis; its spectrum needs two on some axis")
+    coarsest = max(known)
+    if min(known) >= coarsest * (1 - 1e-9):
+        return (coarsest,) * len(steps)
+    return tuple(coarsest if h is None else h for h in steps)
+
+
+def nyquist_cutoffs(signal: Signal, period: float = DEFAULT_PERIOD) -> tuple[int, ...]:
+    """The largest lattice frequency per axis under the signal's Nyquist frequency, ``floor(nyquist_i p)``.
+
+    Equal Nyquist frequencies (up to rounding) give ``floor(max(nyquist) p)`` on
+    every axis; unequal ones (a grid with per-axis spacing) get each axis's
+    own, an axis with a single sample the coarsest of the others.
+    """
+    shape = signal.grid_shape or (2,) * signal.dims
+    nyquist = signal.nyquist
+    sampled = [f for f, n in zip(nyquist, shape) if n > 1] or list(nyquist)
+    if min(sampled) >= max(sampled) * (1 - 1e-9):
+        return (int(math.floor(max(nyquist) * period)),) * len(nyquist)
+    return tuple(int(math.floor((f if n > 1 else min(sampled)) * period + 1e-9)) for f, n in zip(nyquist, shape))
+
+
+def period_grid(spacing: float | Sequence[float], dims: int, period: float) -> tuple[tuple[int, ...], torch.Tensor]:
+    """Samples per axis ``P_i`` and coordinates ``[prod P_i, d]`` of one full period ``[-p/2, p/2)``.
+
+    ``spacing``: one sample spacing for every axis, or one per axis.
+    """
+    samples = tuple(int(round(period / h)) for h in _per_axis(spacing, dims))
+    axes = [torch.arange(n, dtype=torch.float64) * (period / n) - period / 2 for n in samples]
+    mesh = torch.meshgrid(*axes, indexing="ij")
     return samples, torch.stack([g.reshape(-1) for g in mesh], dim=1)
 
 
@@ -346,41 +438,40 @@ def lattice_fft(values: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     values:
-        ``[P]*d + [channels]`` samples at ``x_n = -p/2 + n p / P``.
+        ``[P_0, ..., P_{d-1}, channels]`` samples at ``x_n = -p/2 + n p / P_i`` on axis ``i``.
 
     Returns
     -------
     np.ndarray
-        Same shape, complex: ``F(q)`` at index ``q mod P`` (``numpy.fft`` order),
-        ``F(q) = DFT[q] (-1)^{sum q} / P^d``.
+        Same shape, complex: ``F(q)`` at index ``q_i mod P_i`` (``numpy.fft`` order),
+        ``F(q) = DFT[q] (-1)^{sum q} / prod P_i``.
     """
-    dims = values.ndim - 1
-    samples = values.shape[0]
-    spectrum = np.fft.fftn(values, axes=tuple(range(dims))) / samples**dims
-    q = np.fft.fftfreq(samples, 1.0 / samples).astype(np.int64)
-    sign = np.ones([samples] * dims)
-    for axis in range(dims):
-        shape = [1] * dims
-        shape[axis] = samples
-        sign = sign * ((-1.0) ** q).reshape(shape)
+    shape = values.shape[:-1]
+    spectrum = np.fft.fftn(values, axes=tuple(range(len(shape)))) / math.prod(shape)
+    sign = np.ones(shape)
+    for axis, samples in enumerate(shape):
+        q = np.fft.fftfreq(samples, 1.0 / samples).astype(np.int64)
+        broadcast = [1] * len(shape)
+        broadcast[axis] = samples
+        sign = sign * ((-1.0) ** q).reshape(broadcast)
     return spectrum * sign[..., None]
 
 
-def centered(spectrum: np.ndarray, radius: int) -> np.ndarray:
-    """Crop an ``numpy.fft``-ordered spectrum to ``|q_i| <= radius`` with index ``q + radius``."""
-    dims = spectrum.ndim - 1
-    samples = spectrum.shape[0]
-    radius = min(radius, samples // 2 - 1)
-    index = np.arange(-radius, radius + 1) % samples
-    return spectrum[np.ix_(*([index] * dims))]
+def centered(spectrum: np.ndarray, radius: int | Sequence[int]) -> np.ndarray:
+    """Crop an ``numpy.fft``-ordered spectrum to ``|q_i| <= r_i`` with index ``q + r_i``.
+
+    ``radius``: one ``r`` for every axis, or one per axis; axis ``i`` keeps at
+    most ``P_i // 2 - 1``.
+    """
+    shape = spectrum.shape[:-1]
+    index = []
+    for r, samples in zip(_per_axis(radius, len(shape)), shape):
+        r = min(r, samples // 2 - 1)
+        index.append(np.arange(-r, r + 1) % samples)
+    return spectrum[np.ix_(*index)]
 
 
-def _spacing(shape: tuple[int, ...], extent: tuple[float, ...]) -> float:
-    """Sample spacing of a grid (equal on every axis by construction)."""
-    return 2.0 * max(e / (n - 1) for n, e in zip(shape, extent) if n > 1)
-
-
-def grid_spectrum(values: np.ndarray, extent: tuple[float, ...], period: float = 4.0) -> np.ndarray:
+def grid_spectrum(values: np.ndarray, extent: tuple[float, ...], period: float = DEFAULT_PERIOD) -> np.ndarray:
     """Lattice spectrum of samples on a signal's grid, zero-padded to one period (``numpy.fft`` order).
 
     Parameters
@@ -388,21 +479,23 @@ def grid_spectrum(values: np.ndarray, extent: tuple[float, ...], period: float =
     values:
         ``[*grid_shape, channels]`` samples on the grid of half-extent ``extent``.
 
-    The samples sit at their coordinates inside ``[-p/2, p/2)``; the rest of
-    the period is zero, and the mean is removed first so the padding adds no
-    DC step. Target and reconstruction treated alike compare bin by bin.
+    The samples sit at their coordinates inside ``[-p/2, p/2)``, axis ``i``
+    sampled with its own spacing (:func:`grid_spacing`), so the result has
+    ``P_i = round(p / h_i)`` bins on axis ``i``; the rest of the period is
+    zero, and the mean is removed first so the padding adds no DC step.
+    Target and reconstruction treated alike compare bin by bin.
     """
     shape, channels = values.shape[:-1], values.shape[-1]
-    spacing = _spacing(shape, extent)
-    samples = int(round(period / spacing))
+    spacing = grid_spacing(shape, extent)
+    samples = [int(round(period / h)) for h in spacing]
     values = values - values.reshape(-1, channels).mean(axis=0)
-    grid = np.zeros([samples] * len(shape) + [channels])
-    starts = [int(round((-e + period / 2) / spacing)) for e in extent]
+    grid = np.zeros(samples + [channels])
+    starts = [int(round((-e + period / 2) / h)) for e, h in zip(extent, spacing)]
     grid[tuple(slice(s, s + n) for s, n in zip(starts, shape))] = values
     return lattice_fft(grid)
 
 
-def signal_spectrum(signal: Signal, period: float = 4.0) -> np.ndarray:
+def signal_spectrum(signal: Signal, period: float = DEFAULT_PERIOD) -> np.ndarray:
     """:func:`grid_spectrum` of a gridded signal's own values."""
     if signal.grid_shape is None:
         raise ConfigError("the measured spectrum needs a gridded signal")
@@ -410,19 +503,27 @@ def signal_spectrum(signal: Signal, period: float = 4.0) -> np.ndarray:
     return grid_spectrum(values, signal.extent, period)
 
 
-def model_spectrum(model: torch.nn.Module, spacing: float, dims: int, period: float = 4.0) -> np.ndarray:
-    """Lattice spectrum of a model sampled on one full period with the given spacing (``numpy.fft`` order)."""
+def model_spectrum(model: torch.nn.Module, spacing: float | Sequence[float], dims: int,
+                   period: float = DEFAULT_PERIOD) -> np.ndarray:
+    """Lattice spectrum of a model sampled on one full period (``numpy.fft`` order).
+
+    ``spacing``: one sample spacing for every axis, or one per axis.
+    """
     from inrkit.train import evaluate
 
     samples, coords = period_grid(spacing, dims, period)
     values = evaluate(model, coords).double().numpy()
-    return lattice_fft(values.reshape([samples] * dims + [values.shape[1]]))
+    return lattice_fft(values.reshape(list(samples) + [values.shape[1]]))
+
+
+def _centred_axes(shape: Sequence[int]) -> list[np.ndarray]:
+    """Integer frequency per axis of every bin of a centred ``[2 r_i + 1, ...]`` array."""
+    return np.meshgrid(*[np.arange(-(n // 2), n // 2 + 1) for n in shape], indexing="ij")
 
 
 def radial_profile(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of a centred ``[(2r+1)]*d`` power array over shells of integer radius ``round(|q|_2)``."""
-    radius = power.shape[0] // 2
-    axes = np.meshgrid(*([np.arange(-radius, radius + 1)] * power.ndim), indexing="ij")
+    """Mean of a centred ``[2 r_i + 1, ...]`` power array over shells of integer radius ``round(|q|_2)``."""
+    axes = _centred_axes(power.shape)
     distance = np.rint(np.sqrt(sum(a.astype(np.float64) ** 2 for a in axes))).astype(np.int64).reshape(-1)
     totals = np.bincount(distance, weights=power.reshape(-1))
     counts = np.bincount(distance)
@@ -430,29 +531,25 @@ def radial_profile(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(keep), totals[keep] / counts[keep]
 
 
-def energy_fraction_above(spectrum: np.ndarray, cutoff: int) -> float:
-    """Share of the AC energy of a centred spectrum at ``|q|_inf > cutoff`` (channels summed)."""
-    radius = spectrum.shape[0] // 2
-    dims = spectrum.ndim - 1
-    axes = np.meshgrid(*([np.arange(-radius, radius + 1)] * dims), indexing="ij")
-    norm = np.max(np.abs(np.stack(axes)), axis=0)
+def energy_fraction_above(spectrum: np.ndarray, cutoff: int | Sequence[int]) -> float:
+    """Share of the AC energy of a centred spectrum above the cutoff (channels summed).
+
+    ``cutoff``: one ``c`` for every axis (bins with ``|q|_inf > c``), or one
+    per axis (bins with ``|q_i| > c_i`` on some axis).
+    """
+    axes = _centred_axes(spectrum.shape[:-1])
+    above = np.zeros(spectrum.shape[:-1], dtype=bool)
+    for q, c in zip(axes, _per_axis(cutoff, len(axes))):
+        above |= np.abs(q) > c
     power = (np.abs(spectrum) ** 2).sum(axis=-1)
-    ac = power[norm > 0].sum()
-    return float(power[norm > cutoff].sum() / ac) if ac > 0 else 0.0
+    ac = power[np.any(np.stack(axes) != 0, axis=0)].sum()
+    return float(power[above].sum() / ac) if ac > 0 else 0.0
 
 
-def energy_by_frequency(signal: Signal, period: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
-    """The signal's AC energy per lattice frequency band ``|q|_inf``, from its mirrored spectrum.
+def _mirrored_bands(signal: Signal, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """``|q_i|`` per axis ``[K, d]`` and energy ``[K]`` of the mirrored spectrum, sorted by ``|q|_inf``.
 
-    Each axis is extended by even reflection, which removes the border
-    discontinuity (no leakage from the edges) and makes axis ``i`` periodic
-    with period ``4 e_i``; DFT bin ``b`` of that axis is the lattice frequency
-    ``q = b p / (4 e_i)``.
-
-    Returns
-    -------
-    (frequency, energy):
-        Sorted ``|q|_inf`` values (float) and the energy at each.
+    See :func:`energy_by_frequency`.
     """
     if signal.grid_shape is None:
         raise ConfigError("the signal spectrum needs a gridded signal")
@@ -466,12 +563,30 @@ def energy_by_frequency(signal: Signal, period: float = 4.0) -> tuple[np.ndarray
         count = values.shape[axis]
         lattice.append(np.abs(np.fft.fftfreq(count, 1.0 / count)) * period / (4.0 * e if e > 0 else period))
     power = (np.abs(np.fft.fftn(values, axes=tuple(range(values.ndim - 1)))) ** 2).sum(axis=-1)
-    norm = np.max(np.stack(np.meshgrid(*lattice, indexing="ij")), axis=0).reshape(-1)
-    order = np.argsort(norm, kind="stable")
-    return norm[order], power.reshape(-1)[order]
+    bands = np.stack([a.reshape(-1) for a in np.meshgrid(*lattice, indexing="ij")], axis=1)
+    order = np.argsort(bands.max(axis=1), kind="stable")
+    return bands[order], power.reshape(-1)[order]
 
 
-def suggest_bandlimit(signal: Signal, params: int, quantile: float = 0.9, period: float = 4.0, minimum: int = 4) -> int:
+def energy_by_frequency(signal: Signal, period: float = DEFAULT_PERIOD) -> tuple[np.ndarray, np.ndarray]:
+    """The signal's AC energy per lattice frequency band ``|q|_inf``, from its mirrored spectrum.
+
+    Each axis is extended by even reflection, which removes the border
+    discontinuity (no leakage from the edges) and makes axis ``i`` periodic
+    with period ``4 e_i``; DFT bin ``b`` of that axis is the lattice frequency
+    ``q = b p / (4 e_i)`` (each axis with its own extent).
+
+    Returns
+    -------
+    (frequency, energy):
+        Sorted ``|q|_inf`` values (float) and the energy at each.
+    """
+    bands, power = _mirrored_bands(signal, period)
+    return bands.max(axis=1), power
+
+
+def suggest_bandlimit(signal: Signal, params: int, quantile: float = 0.9, period: float = DEFAULT_PERIOD,
+                      minimum: int = 4) -> int:
     """A bandlimit ``B`` for the input frequencies, from the signal's own spectrum and the model size.
 
     Takes the ``params // 4`` strongest bins of the signal's mirrored
@@ -482,13 +597,17 @@ def suggest_bandlimit(signal: Signal, params: int, quantile: float = 0.9, period
     whose strong coefficients sit higher gets a larger ``B``. Clamped to
     ``[minimum, Nyquist]``. Calibrated against a sweep of fixed bandlimits
     (``benchmarks/bandlimit_sweep.py``).
+
+    One ``B`` for every axis: with per-axis spacing it is clamped to the
+    finest axis's Nyquist (:func:`nyquist_cutoffs`), and the caller clamps it
+    to each axis's own.
     """
     if params < 1:
         raise ConfigError(f"params must be positive, got {params}")
     frequency, power = energy_by_frequency(signal, period)
     ac = frequency > 0
     frequency, power = frequency[ac], power[ac]
-    nyquist = int(math.floor(max(signal.nyquist) * period))
+    nyquist = max(nyquist_cutoffs(signal, period))
     if power.sum() <= 0:
         return min(minimum, nyquist)
     significant = power > 1e-12 * power.max()
@@ -498,171 +617,46 @@ def suggest_bandlimit(signal: Signal, params: int, quantile: float = 0.9, period
     return int(min(max(minimum, round(value)), nyquist))
 
 
-def reachable_energy_fraction(signal: Signal, reach: float, period: float = 4.0) -> float:
-    """Share of the signal's AC energy at lattice frequencies ``|q|_inf <= reach``."""
-    frequency, power = energy_by_frequency(signal, period)
-    ac = frequency > 0
+def reachable_energy_fraction(signal: Signal, reach: float | Sequence[float], period: float = DEFAULT_PERIOD) -> float:
+    """Share of the signal's AC energy at lattice frequencies within ``reach``.
+
+    ``reach``: one ``r`` for every axis (``|q|_inf <= r``), or one per axis
+    (``|q_i| <= r_i`` on every axis).
+    """
+    bands, power = _mirrored_bands(signal, period)
+    ac = bands.max(axis=1) > 0
+    inside = (bands <= np.asarray(_per_axis(reach, bands.shape[1]), dtype=np.float64)).all(axis=1)
     total = power[ac].sum()
-    return float(power[ac & (frequency <= reach)].sum() / total) if total > 0 else 1.0
+    return float(power[ac & inside].sum() / total) if total > 0 else 1.0
 
 
-def _grid_spacing(signal: Signal) -> float:
-    return _spacing(signal.grid_shape, signal.extent)
-
-
-def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = 4.0, max_samples: int = 1 << 22,
-                          max_work: float = 5e10) -> float | None:
+def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float = DEFAULT_PERIOD,
+                          max_samples: int = 1 << 22, max_work: float = 5e10) -> float | None:
     """Share of the model's AC energy above the signal's Nyquist frequency (noise it adds).
 
     Measured by sampling the model over one full period at twice the signal's
-    sampling density (so frequencies up to twice Nyquist are seen unaliased);
-    None when that grid would exceed ``max_samples`` or the evaluation
-    ``max_work`` (samples times stored parameters).
+    sampling density on each axis (so frequencies up to twice that axis's
+    Nyquist are seen unaliased), and counting the bins above the Nyquist
+    frequency of some axis (:func:`nyquist_cutoffs`); None when that grid
+    would exceed ``max_samples`` or the evaluation ``max_work`` (samples times
+    stored parameters).
     """
     from inrkit.model import stored_parameter_count
 
-    spacing = _grid_spacing(signal) / 2
-    samples = int(round(period / spacing))
-    if samples**signal.dims > max_samples or samples**signal.dims * stored_parameter_count(model) > max_work:
+    spacing = tuple(h / 2 for h in grid_spacing(signal.grid_shape, signal.extent))
+    samples = [int(round(period / h)) for h in spacing]
+    count = math.prod(samples)
+    if count > max_samples or count * stored_parameter_count(model) > max_work:
         return None
     spectrum = model_spectrum(model, spacing, signal.dims, period)
-    nyquist = int(math.floor(max(signal.nyquist) * period))
-    return energy_fraction_above(centered(spectrum, samples // 2 - 1), nyquist)
+    radius = [n // 2 - 1 for n in samples]
+    return energy_fraction_above(centered(spectrum, radius), nyquist_cutoffs(signal, period))
 
 
-def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int, ...] | None = None,
-                    max_order: int = 2, tol: float = 1e-4, period: float = 4.0, max_terms: int = 2_000_000,
-                    reconstruction: torch.Tensor | None = None):
-    """The picture and the numbers of a fitted model's spectrum against its signal.
+def __getattr__(name: str):
+    # Moved to inrkit.spectrum_report; forwarded until every caller imports them from there.
+    if name in ("SpectrumRecorder", "spectrum_report"):
+        from inrkit import spectrum_report
 
-    Parameters
-    ----------
-    model:
-        The fitted model (CPU).
-    signal:
-        The gridded signal it was fitted to.
-    bandlimit:
-        The model's input bandlimit per axis (for the diagnostics), if known.
-    max_order, tol, max_terms:
-        Truncation of the predicted spectrum.
-    reconstruction:
-        ``[N, channels]`` model output on the signal's samples, if already computed.
-
-    Returns
-    -------
-    (PIL.Image.Image, dict)
-        Log-magnitude spectra side by side (target, reconstruction, predicted;
-        1D: amplitude curves, 2D: heat maps with the input frequencies as dots,
-        3D: radial curves) and a JSON-serialisable summary.
-    """
-    from inrkit.plots import heatmap, line_chart, stack
-    from inrkit.train import evaluate
-
-    if signal.grid_shape is None:
-        raise ConfigError("spectrum pictures need a gridded signal")
-    dims = signal.dims
-    nyquist = int(math.floor(max(signal.nyquist) * period))
-    target = signal_spectrum(signal, period)
-    if reconstruction is None:
-        reconstruction = evaluate(model, signal.coordinates())
-    values = reconstruction.double().numpy().reshape(*signal.grid_shape, signal.channels)
-    recon = grid_spectrum(values, signal.extent, period)
-    radius = min(nyquist, target.shape[0] // 2 - 1)
-    panels = {"target": centered(target, radius), "reconstruction": centered(recon, radius)}
-    summary: dict = {"nyquist": nyquist, "period": period}
-    predicted = None
-    try:
-        try:
-            predicted = predict_spectrum(model, max_order=max_order, tol=tol, max_terms=max_terms)
-        except ConfigError as too_many:
-            if "raise --tol" not in str(too_many) or max_order <= 1:
-                raise
-            max_order = 1  # large models: first-order terms only, rather than no prediction
-            predicted = predict_spectrum(model, max_order=max_order, tol=tol, max_terms=max_terms)
-        panels["predicted"] = predicted.dense(radius)
-        summary["predicted"] = {"max_order": max_order, "tol": tol, "terms": predicted.terms,
-                                "omitted_bound": predicted.omitted_bound}
-    except ConfigError as reason:
-        summary["predicted"] = {"unavailable": str(reason)}
-    if bandlimit is not None:
-        top = max(bandlimit)
-        summary["bandlimit"] = list(bandlimit)
-        summary["reachable_energy_fraction"] = reachable_energy_fraction(signal, 3 * top, period)
-        summary["reconstruction_energy_above_bandlimit"] = energy_fraction_above(panels["reconstruction"], top)
-    from inrkit.model import stored_parameter_count
-
-    summary["suggested_bandlimit"] = suggest_bandlimit(signal, stored_parameter_count(model), period=period)
-    summary["noise_energy_fraction"] = noise_energy_fraction(model, signal, period)
-    summary["target_energy_above_nyquist_half"] = energy_fraction_above(panels["target"], nyquist // 2)
-
-    magnitudes = {name: np.sqrt((np.abs(p) ** 2).sum(axis=-1)) for name, p in panels.items()}
-    reference = float(magnitudes["target"].max())
-    inputs = model.input.frequencies.long().cpu().numpy() if isinstance(model, SinusoidalINR) else None
-    colours = {"target": (120, 120, 120), "reconstruction": (30, 80, 220), "predicted": (230, 120, 0)}
-    if dims == 2:
-        figure = stack([heatmap(m, f"{name} |F(q)|, |q| <= {radius}", reference=reference,
-                                dots=inputs if name == "predicted" else None) for name, m in magnitudes.items()])
-    elif dims == 1:
-        q = np.arange(0, radius + 1)
-        series = [(q, m[radius:], colours[name], name) for name, m in magnitudes.items()]
-        figure = line_chart(series, "amplitude per lattice frequency (input frequencies ticked)", "lattice frequency q",
-                            marks=None if inputs is None else np.abs(inputs[:, 0]))
-    else:
-        series = []
-        for name, m in magnitudes.items():
-            bins, profile = radial_profile(m**2)
-            series.append((bins, np.sqrt(profile), colours[name], name))
-        figure = line_chart(series, "radial amplitude profile", "|q|")
-    return figure, summary
-
-
-class SpectrumRecorder:
-    """Observer that records the reconstruction's spectrum every ``every`` steps during a fit.
-
-    Register it with the plugin manager for the duration of a fit; then
-    :meth:`figure` draws the frames side by side (2D: heat maps; 1D: one curve
-    per frame; 3D: radial curves), as in the talk's "step 0 / 10 / 100" figure.
-    """
-
-    def __init__(self, signal: Signal, every: int, max_frames: int = 8, period: float = 4.0):
-        if every < 1:
-            raise ConfigError(f"--spectrum-every must be at least 1, got {every}")
-        if signal.grid_shape is None:
-            raise ConfigError("--spectrum-every needs a gridded signal")
-        self.signal, self.every, self.max_frames, self.period = signal, every, max_frames, period
-        self.frames: list[tuple[int, np.ndarray]] = []
-        self._coords = signal.coordinates()
-
-    @hookimpl
-    def inrkit_step_end(self, step):
-        index = step.step
-        if index % self.every or len(self.frames) >= self.max_frames:
-            return
-        from inrkit.train import evaluate
-
-        values = evaluate(step.model, self._coords).double().numpy()
-        values = values.reshape(*self.signal.grid_shape, self.signal.channels)
-        spectrum = grid_spectrum(values, self.signal.extent, self.period)
-        nyquist = int(math.floor(max(self.signal.nyquist) * self.period))
-        magnitude = np.sqrt((np.abs(centered(spectrum, min(nyquist, spectrum.shape[0] // 2 - 1))) ** 2).sum(axis=-1))
-        self.frames.append((index, magnitude))
-
-    def figure(self):
-        """The recorded frames as one picture (None if nothing was recorded)."""
-        from inrkit.plots import heatmap, line_chart, stack
-
-        if not self.frames:
-            return None
-        reference = max(float(m.max()) for _, m in self.frames)
-        if self.signal.dims == 2:
-            return stack([heatmap(m, f"step {i}", size=200, reference=reference) for i, m in self.frames])
-        shades = np.linspace(220, 0, len(self.frames)).astype(int)
-        series = []
-        for (i, m), shade in zip(self.frames, shades):
-            if self.signal.dims == 1:
-                radius = len(m) // 2
-                series.append((np.arange(radius + 1), m[radius:], (int(shade), int(shade), 255), f"step {i}"))
-            else:
-                bins, profile = radial_profile(m**2)
-                series.append((bins, np.sqrt(profile), (int(shade), int(shade), 255), f"step {i}"))
-        return line_chart(series, "reconstruction spectrum during training", "lattice frequency")
+        return getattr(spectrum_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,11 +5,10 @@ import pytest
 import torch
 
 from inrkit.config import ModelConfig
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, TooManyTerms
 from inrkit.model import SinusoidalINR, build_model
 from inrkit.signal import Signal, grid_coordinates, grid_extent, grid_nyquist
 from inrkit.spectrum import (
-    Terms,
     bessel_j,
     centered,
     energy_fraction_above,
@@ -156,10 +155,14 @@ def test_bandlimit_suggestion_follows_the_signal():
 
 
 def test_refusals():
-    model = small_model(1, [[1], [2]])
-    with pytest.raises(ConfigError, match="raise --tol"):
+    with pytest.raises(TooManyTerms, match="raise --tol"):
         predict_spectrum(small_model(1, [[i] for i in range(1, 40)], width=3), max_order=6, tol=1e-30, max_terms=1000)
-    assert isinstance(Terms(np.zeros((0, 1)), np.zeros((0, 1))), Terms) and model is not None
+    # the limit counts terms: k = 0 and k_j = +-1 for each of two inputs are 5, one more than 4
+    with pytest.raises(TooManyTerms):
+        predict_spectrum(small_model(1, [[1], [2]]), max_order=1, tol=1e-30, max_terms=4)
+    first_order = predict_spectrum(small_model(1, [[1], [2]]), max_order=1, tol=1e-30, max_terms=5)
+    assert first_order.terms == 5 and sorted(first_order.frequencies[:, 0]) == [-2, -1, 0, 1, 2]
+    assert issubclass(TooManyTerms, ConfigError)  # callers that catch ConfigError still do
     from inrkit.model import Siren
 
     siren = Siren(ModelConfig(dims=1, out_channels=1, input_frequencies=4, width=4, architecture="siren"))
