@@ -321,16 +321,23 @@ def save_model(model: torch.nn.Module, path: Path) -> None:
 def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
     """Rebuild a model from its config and saved tensors (shapes are checked).
 
+    The names, shapes and dtypes of ``tensors`` are compared with those the
+    configuration implies (:func:`inrkit.runschema.expected_tensors`) before
+    the model is built, so a configuration that does not fit the tensors
+    allocates nothing.
+
     Raises
     ------
     RunDirError
         If the tensors do not fit the configuration.
     """
+    from inrkit.runschema import check_tensors
+
+    found = {name: (tuple(t.shape), _SAFETENSORS_DTYPES.get(t.dtype, str(t.dtype))) for name, t in tensors.items()}
+    check_tensors(found, config, "the model file")
     if config.architecture == "siren":
         model: torch.nn.Module = Siren(config)
     else:
-        if "input.frequencies" not in tensors:
-            raise RunDirError("model file has no input.frequencies tensor; it is not an inrkit lattice model")
         model = SinusoidalINR(config, tensors["input.frequencies"].to(torch.long))
     try:
         model.load_state_dict(tensors, strict=True)
@@ -338,6 +345,10 @@ def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor]) ->
         first = str(error).strip().splitlines()[0] if str(error).strip() else "shape mismatch"
         raise RunDirError(f"model file does not match config.json ({first}); the run directory is damaged") from None
     return model
+
+
+_SAFETENSORS_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
+                       torch.int8: "I8", torch.int16: "I16", torch.int32: "I32", torch.int64: "I64"}
 
 
 @dataclass
@@ -381,13 +392,21 @@ def save_run(staging: Path, model: torch.nn.Module, config: dict[str, Any], metr
 def load_run(path: Path) -> Run:
     """Load a run directory written by :func:`save_run`.
 
+    The directory is untrusted input: the whole ``config.json`` is checked
+    (:func:`inrkit.runschema.check_run_config`) and the header of
+    ``model.safetensors`` is compared with the tensor shapes the model section
+    implies (:func:`inrkit.runschema.check_tensors`) before any tensor is read
+    or any model built.
+
     Raises
     ------
     RunDirError
-        If the directory is missing, is not a run directory, or is damaged.
+        If the directory is missing, is not a run directory, or is damaged, with a one-line message.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from inrkit.runschema import MAX_CONFIG_BYTES, check_run_config, check_tensors, read_safetensors_header
 
     path = Path(path)
     if not path.is_dir():
@@ -398,19 +417,27 @@ def load_run(path: Path) -> Run:
             f"{path} is not an inrkit run directory (needs {CONFIG_FILE} and {MODEL_FILE}); "
             "pass the -o directory of an `inrkit fit`"
         )
+    size = config_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise RunDirError(f"{config_path} is {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a run config may have; "
+                          "the run directory is damaged or was edited by hand")
     try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunDirError(f"{config_path} is not valid JSON ({error}); the run directory is damaged") from None
+        config = json.loads(config_path.read_bytes())
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise RunDirError(f"{config_path} is not valid JSON ({detail}); the run directory is damaged") from None
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise RunDirError(f"{config_path} is not an inrkit run config; pass the -o directory of an `inrkit fit`")
-    if config.get("format_version", 0) > RUN_FORMAT_VERSION:
-        raise RunDirError(
-            f"{path} was written by a newer inrkit (run format {config.get('format_version')}); upgrade inrkit"
-        )
+    check_run_config(config, config_path, RUN_FORMAT_VERSION)
+    try:
+        header = read_safetensors_header(model_path)
+    except OSError as error:
+        raise RunDirError(f"cannot read {model_path} ({error.strerror or error}); check its permissions") from None
+    # Before a ModelConfig is made: it expands per-channel defaults to out_channels entries.
+    check_tensors({name: (entry.shape, entry.dtype) for name, entry in header.items()}, config["model"], model_path)
     try:
         model_config = ModelConfig.from_dict(config["model"])
-    except (KeyError, TypeError, ConfigError) as error:
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise RunDirError(f"{config_path} has an invalid model section ({error}); the run directory is damaged") from None
     try:
         tensors = load_file(str(model_path))
@@ -418,4 +445,27 @@ def load_run(path: Path) -> Run:
         raise RunDirError(f"{model_path} is not a readable safetensors file ({error}); the run directory is damaged") from None
     model = model_from_tensors(model_config, tensors)
     model.eval()
-    return Run(path=path, model=model, model_config=model_config, signal=config.get("signal", {}), config=config)
+    signal = config.get("signal") or {}
+    if signal:
+        model.register_forward_pre_hook(_coordinates_check(path, model_config.dims, signal["signal_type"]))
+    return Run(path=path, model=model, model_config=model_config, signal=signal, config=config)
+
+
+def _coordinates_check(path: Path, dims: int, signal_type: str):
+    """A forward pre-hook refusing coordinates of another dimension than the model's.
+
+    The signal section can pass every check and still be another signal
+    type's (an image run relabelled ``sdf`` throughout): its exporter then
+    evaluates the model on coordinates of its own dimension.
+    """
+
+    def check(module: torch.nn.Module, inputs: tuple) -> None:
+        coords = inputs[0] if inputs else None
+        if isinstance(coords, torch.Tensor) and coords.ndim >= 1 and coords.shape[-1] != dims:
+            raise RunDirError(
+                f"the model of {path} takes {dims}-D coordinates, but the {signal_type!r} exporter asked for "
+                f"{coords.shape[-1]}-D ones: config.json's signal section does not belong to this model; "
+                "the run directory is damaged or was edited by hand"
+            )
+
+    return check

@@ -19,6 +19,7 @@ from inrkit.plugin import (
     ExporterType,
     ExportRequest,
     FitContext,
+    InputError,
     LossType,
     Signal,
     SignalType,
@@ -84,9 +85,33 @@ def mse_stft_loss(context: FitContext, batch) -> torch.Tensor:
     return mse + weight * spectral
 
 
+def _recorded(request: ExportRequest) -> tuple[int, int]:
+    """The source's sample rate and frame count as the run recorded them, checked (run directories are untrusted)."""
+
+    def fail(key: str, value, valid: str) -> InputError:
+        return InputError(f"the run's signal {key} is {value!r:.60}, it must be {valid} for an audio run; "
+                          "the run directory is not an audio fit, is damaged or was edited by hand")
+
+    metadata, geometry = request.metadata, request.geometry
+    rate, frames = metadata.get("sample_rate"), metadata.get("frames")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+        raise fail("metadata sample_rate", rate, "a whole number of Hz >= 1")
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 2:
+        raise fail("metadata frames", frames, "a whole number >= 2")
+    shape = geometry.get("grid_shape")
+    if shape is not None and (not isinstance(shape, (list, tuple)) or list(shape) != [frames]):
+        raise fail("grid_shape", shape, f"[{frames}] (one axis of metadata frames samples)")
+    extent = geometry.get("extent")
+    if not isinstance(extent, (list, tuple)) or len(extent) != 1 or not isinstance(extent[0], (int, float)):
+        raise fail("extent", extent, "a list of one number (the time axis)")
+    subtype = metadata.get("subtype", "PCM_16")
+    if not isinstance(subtype, str):
+        raise fail("metadata subtype", subtype, "a libsndfile subtype name such as 'PCM_16'")
+    return rate, frames
+
+
 def _frames_at(request: ExportRequest) -> tuple[int, int]:
-    metadata = request.metadata
-    source_rate, frames = int(metadata["sample_rate"]), int(metadata["frames"])
+    source_rate, frames = _recorded(request)
     rate = request.options.get("sample_rate") or source_rate
     if not isinstance(rate, int) or rate < 1 or rate > 1_536_000:
         raise ConfigError(f"--sample-rate must be a whole number of Hz between 1 and 1536000, got {rate}")

@@ -7,6 +7,7 @@ exporters. Uses only the public plugin API.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from inrkit.plugin import (
     ConfigError,
     ExporterType,
     ExportRequest,
+    InputError,
     Signal,
     SignalType,
     grid_coordinates,
@@ -54,7 +56,40 @@ def image_previews(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) 
     return [path]
 
 
+#: Pillow modes an image run records, with their channel count.
+_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "F": 1}
+
+
+def _check_recorded(request: ExportRequest) -> None:
+    """The grid and metadata the run recorded must be an image's (run directories are untrusted)."""
+
+    def fail(key: str, value, valid: str) -> InputError:
+        return InputError(f"the run's signal {key} is {value!r:.60}, it must be {valid} for an image run; "
+                          "the run directory is not an image fit, is damaged or was edited by hand")
+
+    geometry, metadata = request.geometry, request.metadata
+    shape, extent = geometry.get("grid_shape"), geometry.get("extent")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
+        raise fail("grid_shape", shape, "two whole numbers >= 1 (height, width)")
+    if (not isinstance(extent, (list, tuple)) or len(extent) != 2
+            or not all(isinstance(e, (int, float)) for e in extent)):
+        raise fail("extent", extent, "two numbers (one per axis)")
+    mode = metadata.get("mode", "RGB")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise fail("metadata mode", mode, f"one of {', '.join(_MODES)}")
+    channels, allowed = geometry.get("channels"), (1, 3) if mode == "RGB" else (_MODES[mode],)
+    if channels is not None and channels not in allowed:
+        raise fail("channels", channels, f"{' or '.join(map(str, allowed))} for mode {mode}")
+    if mode == "F":
+        for key in ("float_low", "float_high"):
+            value = metadata.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise fail(f"metadata {key}", value, "a finite number")
+
+
 def _resolution(request: ExportRequest) -> tuple[int, int]:
+    _check_recorded(request)
     requested = request.options.get("resolution")
     if requested is None:
         return tuple(request.geometry["grid_shape"])

@@ -21,6 +21,8 @@ the metadata, so meshes come back where the input was.
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -229,14 +231,72 @@ def _median_slope(volume: np.ndarray, spacing: float) -> float:
     return float(np.median(norm[near]))
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory free for a new allocation (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gib(count: int) -> str:
+    if count >= 2**30:
+        return f"{count / 2**30:,.1f} GiB"
+    return f"{count / 2**20:,.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+
+
+def _check_npy_header(path: Path) -> None:
+    """Refuse a ``.npy`` file whose header claims more data than the file holds or memory can take.
+
+    Only the header is read (numpy allocates the whole array before it reads
+    the data, so a forged shape would otherwise ask for petabytes).
+    """
+    fmt = np.lib.format
+    with open(path, "rb") as handle:
+        try:
+            version = fmt.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(handle)
+            else:  # 3.0 only stores structured dtypes with Unicode field names, never a float grid
+                raise ValueError(f"format version {version[0]}.{version[1]}; a float grid is saved as 1.0 or 2.0")
+        except (ValueError, EOFError, SyntaxError, TypeError) as error:
+            detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise _fail(path, f"is not a readable .npy file ({detail}); save the grid with numpy.save") from None
+        offset = handle.tell()
+    size = path.stat().st_size
+    if dtype.hasobject:
+        return  # np.load refuses pickled objects below, without allocating
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > size - offset:
+        raise _fail(path, f"is truncated or forged: its header claims a {dtype} array of shape {shape} "
+                          f"({claimed:,} bytes) but the file holds {size - offset:,} bytes of data; "
+                          "re-save the grid with numpy.save")
+    free = _available_memory()
+    if free is not None and claimed > free:
+        raise _fail(path, f"holds a {dtype} grid of shape {shape} ({_gib(claimed)}), more than the {_gib(free)} of "
+                          "memory free; downsample the grid or free memory")
+
+
 def load_volume(path: Path) -> Signal:
     """A dense SDF volume from a ``.npy`` file holding a 3D float array (negative inside)."""
+    _check_npy_header(path)
     try:
         volume = np.load(path, allow_pickle=False)
     except ValueError as error:
         raise _fail(path, f"is not a plain .npy array ({error}); save the grid with numpy.save, no pickled objects") from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise _fail(path, f"is not a readable .npy file ({error}); save the grid with numpy.save") from None
+    except MemoryError:
+        raise _fail(path, "is too large to load into the memory free; downsample the grid or free memory") from None
     if not isinstance(volume, np.ndarray) or volume.ndim != 3:
         shape = getattr(volume, "shape", None)
         raise _fail(path, f"holds an array of shape {shape}, not a 3D grid; an SDF volume is a [X, Y, Z] float array")

@@ -1,0 +1,481 @@
+"""The schema of a run directory, checked before anything is built from it.
+
+Run directories are exchanged between people, so :func:`inrkit.checkpoint.load_run`
+treats them as untrusted input:
+
+* :func:`check_run_config` checks every section of ``config.json`` that inrkit
+  reads (the top level, ``model``, ``signal`` and ``train``): types, ranges,
+  lengths, and that the signal section agrees with the model section.
+* :func:`read_safetensors_header` reads the header of ``model.safetensors``
+  (never its data) and checks that it is well formed and that the file is as
+  long as the header says.
+* :func:`check_tensors` compares those tensors with the shapes the model
+  section implies (:func:`expected_tensors`, computed without building the
+  model), so that a config claiming a huge model is refused before anything
+  is allocated.
+
+Every failure is a :class:`~inrkit.errors.RunDirError` whose message is one
+line: what is wrong (the key and what was found), what is valid, what to do.
+The checks are explicit code on plain values; no schema library is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from inrkit.config import ARCHITECTURES, BOUND_MODES, ModelConfig
+from inrkit.errors import RunDirError
+
+#: What to do about a run directory that fails a check.
+DAMAGED = "the run directory is damaged or was edited by hand"
+#: Largest ``config.json`` read (bytes).
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+#: Largest safetensors header read (bytes), as the safetensors library's own limit.
+MAX_HEADER_BYTES = 100_000_000
+#: Most numbers (parameters and buffers) a loaded model may store: 400 MB as float32.
+MAX_STORED_NUMBERS = 100_000_000
+#: Most hidden layers a loaded model may have.
+MAX_HIDDEN_LAYERS = 64
+#: Most samples a recorded grid may have (an export renders the model on that grid).
+MAX_GRID_SAMPLES = 1 << 31
+#: Seeds ``torch.Generator.manual_seed`` accepts, less one (the model seeds with ``seed + 1``).
+SEED_RANGE = (-(1 << 63), (1 << 64) - 2)
+#: Names of signal types, exporters, samplers and losses (as :mod:`inrkit.plugin` requires).
+NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+#: Bytes per number of the safetensors dtypes a model file may use.
+FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+INT_DTYPES = {"I8": 1, "I16": 2, "I32": 4, "I64": 8}
+#: Tensors holding integers (the frozen lattice frequencies); every other tensor holds floats.
+INTEGER_TENSORS = frozenset({"input.frequencies"})
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value from the file, on one line and at most ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Builds the errors of one file: ``FILE: KEY must be VALID, got VALUE; the run directory is damaged...``."""
+
+    file: str
+
+    def fail(self, key: str, valid: str, got: Any) -> RunDirError:
+        return RunDirError(f"{self.file}: {key} must be {valid}, got {_shown(got)}; {DAMAGED}")
+
+    def integer(self, key: str, value: Any, low: int = 1, high: int | None = None) -> int:
+        if not _is_int(value) or value < low or (high is not None and value > high):
+            valid = f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
+            raise self.fail(key, valid, value)
+        return value
+
+    def number(self, key: str, value: Any, low: float | None = None, *, strict: bool = True,
+               high: float | None = None, strict_high: bool = False) -> float:
+        ok = _is_number(value)
+        if ok and low is not None:
+            ok = value > low if strict else value >= low
+        if ok and high is not None:
+            ok = value < high if strict_high else value <= high
+        if not ok:
+            parts = []
+            if low is not None:
+                parts.append(f"{'>' if strict else '>='} {low:g}")
+            if high is not None:
+                parts.append(f"{'<' if strict_high else '<='} {high:g}")
+            raise self.fail(key, "a finite number" + (f" {' and '.join(parts)}" if parts else ""), value)
+        return value
+
+    def string(self, key: str, value: Any, choices: Iterable[str] | None = None) -> str:
+        if choices is not None:
+            choices = tuple(choices)
+            if value not in choices or not isinstance(value, str):
+                raise self.fail(key, f"one of {', '.join(repr(c) for c in choices)}", value)
+        elif not isinstance(value, str):
+            raise self.fail(key, "a string", value)
+        return value
+
+    def name(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not NAME.match(value):
+            raise self.fail(key, "a name of lower-case letters, digits, '-' and '_' (like 'image')", value)
+        return value
+
+    def mapping(self, key: str, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, "a JSON object", value)
+        return value
+
+    def int_list(self, key: str, value: Any, low: int = 1, length: int | None = None) -> list[int]:
+        self._list(key, value, length, f"whole numbers >= {low}")
+        for index, item in enumerate(value):
+            self.integer(f"{key}[{index}]", item, low)
+        return value
+
+    def number_list(self, key: str, value: Any, low: float | None = None, *, strict: bool = True,
+                    length: int | None = None) -> list[float]:
+        bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+        self._list(key, value, length, f"finite numbers{bound}")
+        for index, item in enumerate(value):
+            self.number(f"{key}[{index}]", item, low, strict=strict)
+        return value
+
+    def _list(self, key: str, value: Any, length: int | None, what: str) -> None:
+        if not isinstance(value, list):
+            count = "a list of" if length is None else f"a list of {length}"
+            raise self.fail(key, f"{count} {what}", value)
+        if length is not None and len(value) != length:
+            raise self.fail(key, f"a list of {length} {what} (one per axis or channel)", value)
+
+
+def _optional(check: Callable[[_Where, str, Any], Any]) -> Callable[[_Where, str, Any], Any]:
+    """``check`` that also accepts ``null``."""
+    return lambda where, key, value: None if value is None else check(where, key, value)
+
+
+def _seed(where: _Where, key: str, value: Any) -> None:
+    where.integer(key, value, *SEED_RANGE)
+
+
+# The model section: every ModelConfig field. Lengths and cross-field rules are in _check_model.
+MODEL_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
+    "dims": lambda w, k, v: w.integer(k, v),
+    "out_channels": lambda w, k, v: w.integer(k, v),
+    "input_frequencies": lambda w, k, v: w.integer(k, v),
+    "width": lambda w, k, v: w.integer(k, v),
+    "hidden_layers": lambda w, k, v: w.integer(k, v, 1, MAX_HIDDEN_LAYERS),
+    "architecture": lambda w, k, v: w.string(k, v, ARCHITECTURES),
+    "bandlimit": lambda w, k, v: w.int_list(k, v),
+    "low_bandlimit": lambda w, k, v: w.int_list(k, v),
+    "low_fraction": lambda w, k, v: w.number(k, v, 0.0, strict=False, high=1.0),
+    "period": lambda w, k, v: w.number(k, v, 0.0),
+    "c_low": lambda w, k, v: w.number(k, v, 0.0),
+    "c_high": lambda w, k, v: w.number(k, v, 0.0),
+    "omega_g": lambda w, k, v: w.number(k, v, 0.0),
+    "bound_mode": lambda w, k, v: w.string(k, v, BOUND_MODES),
+    "siren_omega0": lambda w, k, v: w.number(k, v, 0.0),
+    "siren_hidden_omega0": lambda w, k, v: w.number(k, v, 0.0),
+    "output_offset": lambda w, k, v: w.number_list(k, v),
+    "output_scale": lambda w, k, v: w.number_list(k, v, 0.0),
+    "seed": _seed,
+}
+
+# The train section (read by `inrkit prune`): TrainConfig's fields, each optional and possibly null.
+TRAIN_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
+    name: _optional(check) for name, check in {
+        "steps": lambda w, k, v: w.integer(k, v),
+        "max_seconds": lambda w, k, v: w.number(k, v, 0.0),
+        "target_psnr": lambda w, k, v: w.number(k, v, 0.0),
+        "lr": lambda w, k, v: w.number(k, v, 0.0),
+        "lr_final": lambda w, k, v: w.number(k, v, 0.0),
+        "batch_size": lambda w, k, v: w.integer(k, v),
+        "sampler": lambda w, k, v: w.name(k, v),
+        "holdout": lambda w, k, v: w.number(k, v, 0.0, strict=False, high=1.0, strict_high=True),
+        "seed": _seed,
+        "device": lambda w, k, v: w.string(k, v),
+        "loss_weight": lambda w, k, v: w.number(k, v, 0.0, strict=False),
+        "beta2": lambda w, k, v: w.number(k, v, 0.0, high=1.0, strict_high=True),
+        "phase_lr_scale": lambda w, k, v: w.number(k, v, 0.0),
+    }.items()
+}
+
+#: Keys a (non-empty) signal section must have: what ``Signal.geometry()`` writes, the metadata and the type.
+SIGNAL_REQUIRED = ("dims", "channels", "grid_shape", "extent", "nyquist", "data_range", "metadata", "signal_type")
+#: Keys it may have: ``kind`` (the signal type's name again), where the signal came from, the exporter.
+SIGNAL_OPTIONAL = ("kind", "source", "source_sha256", "provenance", "load_options", "exporter")
+
+
+def check_run_config(config: Any, file: Path | str, newest_version: int) -> None:
+    """Check a whole parsed ``config.json`` (see the module docstring).
+
+    The ``signal`` section may be absent or empty (a model saved by library
+    code without a signal); when present it must be complete. ``train`` is
+    optional. Keys inrkit does not read are allowed, so that later versions
+    of the same run format can add facts.
+
+    Raises
+    ------
+    RunDirError
+        On the first problem, with a one-line message.
+    """
+    where = _Where(str(file))
+    where.mapping("the file", config)
+    version = config.get("format_version")
+    where.integer("format_version", version)
+    if version > newest_version:
+        raise RunDirError(f"{Path(file).parent} was written by a newer inrkit (run format {version}, this inrkit reads "
+                          f"up to {newest_version}); upgrade inrkit")
+    if "model" not in config:
+        raise where.fail("the model section", "present (a JSON object of the model's configuration)", None)
+    model = where.mapping("model", config["model"])
+    _check_model(where, model)
+    signal = config.get("signal")
+    if signal is not None:
+        where.mapping("signal", signal)
+        if signal:
+            _check_signal(where, signal, model)
+    train = config.get("train")
+    if train is not None:
+        for key, value in where.mapping("train", train).items():
+            if key in TRAIN_CHECKS:
+                TRAIN_CHECKS[key](where, f"train.{key}", value)
+    for key, check in (("loss", _optional(lambda w, k, v: w.name(k, v))),
+                       ("inrkit_version", _optional(lambda w, k, v: w.string(k, v))),
+                       ("stored_parameters", _optional(lambda w, k, v: w.integer(k, v, 0))),
+                       ("environment", _optional(lambda w, k, v: w.mapping(k, v)))):
+        if key in config:
+            check(where, key, config[key])
+
+
+def _check_model(where: _Where, model: dict) -> None:
+    known = {f.name: f for f in fields(ModelConfig)}
+    unknown = sorted(set(model) - set(known))
+    if unknown:
+        key = unknown[0]
+        raise where.fail(f"model.{key}", f"absent (the model keys are {', '.join(sorted(known))})", model[key])
+    for name, field in known.items():
+        if name not in model:
+            if field.default is MISSING and field.default_factory is MISSING:
+                raise where.fail(f"model.{name}", "present", None)
+            continue
+        if name in MODEL_CHECKS:
+            MODEL_CHECKS[name](where, f"model.{name}", model[name])
+    dims, channels = model["dims"], model["out_channels"]
+    if model.get("architecture", "lattice") != "siren":
+        for name in ("bandlimit", "low_bandlimit"):
+            where.int_list(f"model.{name}", model.get(name, []), length=dims)
+    for name in ("output_offset", "output_scale"):
+        value = model.get(name, [])
+        if value:
+            where.number_list(f"model.{name}", value, length=channels)
+
+
+def _check_signal(where: _Where, signal: dict, model: dict) -> None:
+    missing = [key for key in SIGNAL_REQUIRED if key not in signal]
+    if missing:
+        raise where.fail(f"signal.{missing[0]}", "present (a run's signal section records "
+                         f"{', '.join(SIGNAL_REQUIRED)})", None)
+    kind = where.name("signal.signal_type", signal["signal_type"])
+    if "kind" in signal and signal["kind"] != kind:
+        raise where.fail("signal.kind", f"the signal type {kind!r} (signal.signal_type)", signal["kind"])
+    dims = where.integer("signal.dims", signal["dims"])
+    channels = where.integer("signal.channels", signal["channels"])
+    if dims != model["dims"]:
+        raise where.fail("signal.dims", f"the model's input dimension {model['dims']} (model.dims)", dims)
+    if channels != model["out_channels"]:
+        raise where.fail("signal.channels", f"the model's {model['out_channels']} outputs (model.out_channels)",
+                         channels)
+    shape = signal["grid_shape"]
+    if shape is not None:
+        where.int_list("signal.grid_shape", shape, length=dims)
+        if math.prod(shape) > MAX_GRID_SAMPLES:
+            raise where.fail("signal.grid_shape", f"a grid of at most {MAX_GRID_SAMPLES:,} samples", shape)
+        if signal["extent"] is None:
+            raise where.fail("signal.extent", f"a list of {dims} finite numbers >= 0 for a gridded signal", None)
+    if signal["extent"] is not None:
+        where.number_list("signal.extent", signal["extent"], 0.0, strict=False, length=dims)
+    where.number_list("signal.nyquist", signal["nyquist"], 0.0, length=dims)
+    where.number("signal.data_range", signal["data_range"], 0.0)
+    where.mapping("signal.metadata", signal["metadata"])
+    for key in ("source", "source_sha256"):
+        if signal.get(key) is not None:
+            where.string(f"signal.{key}", signal[key])
+    if signal.get("provenance") is not None:
+        for name, digest in where.mapping("signal.provenance", signal["provenance"]).items():
+            where.string(f"signal.provenance[{_shown(name, 40)}]", digest)
+    if signal.get("load_options") is not None:
+        where.mapping("signal.load_options", signal["load_options"])
+    if signal.get("exporter") is not None:
+        where.name("signal.exporter", signal["exporter"])
+
+
+def _model_view(config: ModelConfig | Mapping[str, Any]) -> Any:
+    """``config``, or a checked model section read like a ModelConfig (defaults filled in, nothing allocated)."""
+    if not isinstance(config, Mapping):
+        return config
+    defaults = {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
+    return SimpleNamespace(**{**defaults, **config})
+
+
+def expected_tensors(config: ModelConfig | Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor a model of ``config`` stores, without building it.
+
+    ``config`` is a :class:`~inrkit.config.ModelConfig` or a model section
+    already checked by :func:`check_run_config`. The result matches
+    ``build_model(config).state_dict()`` (:class:`~inrkit.model.SinusoidalINR`
+    and :class:`~inrkit.model.Siren`).
+    """
+    config = _model_view(config)
+    d, c, m, n = config.dims, config.out_channels, config.input_frequencies, config.width
+    shapes: dict[str, tuple[int, ...]] = {}
+    if config.architecture == "siren":
+        for index in range(config.hidden_layers + 1):
+            shapes[f"layers.{index}.weight"] = (n, d if index == 0 else n)
+            shapes[f"layers.{index}.bias"] = (n,)
+    else:
+        shapes["input.frequencies"] = (m, d)
+        shapes["input.phases"] = (m,)
+        for index in range(config.hidden_layers):
+            fan_in = m if index == 0 else n
+            shapes[f"hidden.{index}.bias"] = (n,)
+            if config.bound_mode == "tanh":
+                shapes[f"hidden.{index}.raw_weight"] = (n, fan_in)
+                shapes[f"hidden.{index}.column_scale"] = (fan_in,)
+            else:
+                shapes[f"hidden.{index}.weight"] = (n, fan_in)
+    shapes["head.weight"] = (c, n)
+    shapes["head.bias"] = (c,)
+    shapes["output.offset"] = (c,)
+    shapes["output.scale"] = (c,)
+    return shapes
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors header: its dtype name (``F32``...), shape and byte range in the data."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def read_safetensors_header(path: Path) -> dict[str, TensorEntry]:
+    """The tensors a safetensors file holds, from its header alone (no tensor data is read).
+
+    Checks that the header is well formed, that every tensor's byte range
+    fits its dtype and shape, that the ranges tile the data without gaps or
+    overlaps, and that the file is exactly as long as the header says.
+
+    Raises
+    ------
+    RunDirError
+        If any of that fails (damaged, truncated or forged file).
+    """
+    path = Path(path)
+
+    def fail(problem: str) -> RunDirError:
+        return RunDirError(f"{path} is not a readable safetensors file ({problem}); {DAMAGED}")
+
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise fail(f"{size} bytes, shorter than the 8-byte header length")
+        length = int.from_bytes(prefix, "little")
+        if length > MAX_HEADER_BYTES:
+            raise fail(f"its header claims {length:,} bytes, more than the {MAX_HEADER_BYTES:,} a model's header "
+                       "may have")
+        if 8 + length > size:
+            raise RunDirError(f"{path} is truncated: its header claims {length:,} bytes but the file holds {size:,} "
+                              f"bytes in all; {DAMAGED}")
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise fail(f"its header is not valid JSON: {_shown(str(error), 80)}") from None
+    if not isinstance(header, dict) or not header:
+        raise fail(f"its header is {_shown(header)}, not a table of tensors")
+    entries: dict[str, TensorEntry] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if entry is not None and not isinstance(entry, dict):
+                raise fail(f"its __metadata__ is {_shown(entry)}, not a JSON object")
+            continue
+        entries[name] = _entry(name, entry, fail)
+    position = 0
+    for name, entry in sorted(entries.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != position:
+            raise fail(f"tensor {_shown(name)} starts at byte {entry.begin:,} of the data, expected {position:,}")
+        position = entry.end
+    data = size - 8 - length
+    if position > data:
+        raise RunDirError(f"{path} is truncated: its header describes {position:,} bytes of tensors but the file holds "
+                          f"{data:,}; {DAMAGED}")
+    if position < data:
+        raise fail(f"{data - position:,} bytes after the last tensor")
+    return entries
+
+
+def _entry(name: str, entry: Any, fail: Callable[[str], RunDirError]) -> TensorEntry:
+    what = f"tensor {_shown(name)}"
+    if not isinstance(entry, dict):
+        raise fail(f"{what} is described by {_shown(entry)}, not a JSON object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    sizes = {**FLOAT_DTYPES, **INT_DTYPES}
+    if dtype not in sizes or not isinstance(dtype, str):
+        raise fail(f"{what} has dtype {_shown(dtype)}; a model stores {', '.join(sizes)}")
+    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+        raise fail(f"{what} has shape {_shown(shape)}, not a list of whole numbers >= 0")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(n) for n in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise fail(f"{what} has data_offsets {_shown(offsets)}, not [begin, end] with 0 <= begin <= end")
+    needed = math.prod(shape) * sizes[dtype]
+    if offsets[1] - offsets[0] != needed:
+        raise fail(f"{what} of shape {shape} and dtype {dtype} needs {needed:,} bytes, its data_offsets "
+                   f"span {offsets[1] - offsets[0]:,}")
+    return TensorEntry(dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def check_tensors(found: Mapping[str, tuple[tuple[int, ...], str]], config: ModelConfig | Mapping[str, Any],
+                  path: Path | str) -> None:
+    """Check tensors (name -> (shape, safetensors dtype)) against the shapes ``config`` implies.
+
+    ``config`` is as in :func:`expected_tensors`; a model section can be
+    checked before a :class:`~inrkit.config.ModelConfig` is made of it.
+
+    Raises
+    ------
+    RunDirError
+        If a tensor is missing, unexpected, of another shape or of a non-number
+        dtype, or if the model stores more than :data:`MAX_STORED_NUMBERS`.
+    """
+    config = _model_view(config)
+    expected = expected_tensors(config)
+    missing = [name for name in expected if name not in found]
+    unexpected = sorted(name for name in found if name not in expected)
+    if missing or unexpected:
+        what = []
+        if missing:
+            what.append(f"no tensor {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            shown = ", ".join(_shown(name, 40) for name in unexpected[:3])
+            what.append(f"unexpected tensor {shown}{', ...' if len(unexpected) > 3 else ''}")
+        kind = "an inrkit SIREN" if config.architecture == "siren" else "an inrkit lattice model"
+        raise RunDirError(f"{path} does not match config.json ({'; '.join(what)} for {kind} with "
+                          f"{config.hidden_layers} hidden layer(s)); {DAMAGED}")
+    for name, shape in expected.items():
+        have, dtype = found[name]
+        if tuple(have) != shape:
+            raise RunDirError(f"{path} does not match config.json (tensor {name} has shape {list(have)}, the model "
+                              f"section needs {list(shape)}); {DAMAGED}")
+        allowed = INT_DTYPES if name in INTEGER_TENSORS else FLOAT_DTYPES
+        if dtype not in allowed:
+            raise RunDirError(f"{path}: tensor {name} holds {dtype} values, it must hold {'/'.join(allowed)}; "
+                              f"{DAMAGED}")
+    numbers = sum(math.prod(shape) for shape in expected.values())
+    if numbers > MAX_STORED_NUMBERS:
+        raise RunDirError(f"{path} holds a model of {numbers:,} stored numbers, more than the "
+                          f"{MAX_STORED_NUMBERS:,} inrkit loads; the run directory is damaged or was edited by hand")
+
+
+__all__ = [
+    "DAMAGED", "MAX_CONFIG_BYTES", "MAX_GRID_SAMPLES", "MAX_HEADER_BYTES", "MAX_HIDDEN_LAYERS", "MAX_STORED_NUMBERS",
+    "MODEL_CHECKS", "SIGNAL_OPTIONAL", "SIGNAL_REQUIRED", "TRAIN_CHECKS", "TensorEntry", "check_run_config",
+    "check_tensors", "expected_tensors", "read_safetensors_header",
+]
