@@ -36,6 +36,10 @@ BASIS_CACHE_BYTES = 2 << 30
 #: Most activation values (rows x widest layer) one evaluation chunk or one
 #: automatic mini-batch may hold: 16 M floats, 64 MiB per activation tensor.
 ACTIVATION_BUDGET = 1 << 24
+#: Added to the run's seed for the hold-out split's permutation, so that the
+#: split does not draw the same numbers as the model's initialisation or the
+#: sampler (both seeded from the run's seed).
+HOLDOUT_SEED_OFFSET = 7
 
 
 def rows_for(source: torch.nn.Module | ModelConfig, most: int = 1 << 16, least: int = 1024) -> int:
@@ -90,7 +94,7 @@ def holdout_split(samples: int, fraction: float, seed: int) -> tuple[torch.Tenso
     """Deterministic split of ``range(samples)`` into (train, held-out) index tensors."""
     if fraction <= 0:
         return torch.arange(samples), torch.empty(0, dtype=torch.long)
-    order = torch.randperm(samples, generator=torch.Generator().manual_seed(seed + 7))
+    order = torch.randperm(samples, generator=torch.Generator().manual_seed(seed + HOLDOUT_SEED_OFFSET))
     held = max(1, int(round(fraction * samples)))
     if held >= samples:
         raise ConfigError(f"holdout {fraction} leaves no sample to train on; use a smaller fraction")
@@ -159,14 +163,105 @@ class _Predictor:
         return output
 
 
-def _lr_at(config: TrainConfig, step: int, seconds: float) -> float:
+def progress_of(config: TrainConfig, step: int, seconds: float) -> float:
+    """Share of the budget spent after ``step`` steps and ``seconds`` seconds: the larger share, at most 1.
+
+    0 without a step or seconds budget (a fit that stops at a target PSNR only).
+    """
     progress = 0.0
     if config.steps:
         progress = max(progress, step / config.steps)
     if config.max_seconds:
         progress = max(progress, seconds / config.max_seconds)
-    progress = min(progress, 1.0)
-    return config.lr * (config.lr_final / config.lr) ** progress
+    return min(progress, 1.0)
+
+
+def lr_at(config: TrainConfig, progress: float) -> float:
+    """The learning rate at ``progress`` (0 to 1) of the budget: geometric from ``lr`` to ``lr_final``.
+
+    The one schedule of every fit; a pruned fit's phases slice it
+    (:func:`inrkit.phases.pruned_fit`).
+    """
+    return config.lr * (config.lr_final / config.lr) ** min(max(progress, 0.0), 1.0)
+
+
+@dataclass
+class _Loop:
+    """What the steps of one fit share: the signal on the device, the sampler, the predictor and the optimiser."""
+
+    model: torch.nn.Module
+    signal: Signal
+    settings: TrainSettings
+    sampler: Callable[[int], Batch]
+    predictor: _Predictor
+    optimizer: Adam
+    project: Callable[[], Any] | None
+    check_every: int
+    train_index: torch.Tensor
+    holdout_index: torch.Tensor
+
+    def update(self, value: torch.Tensor) -> None:
+        """One optimiser step on the loss ``value``, then the model's projection (if it has one)."""
+        self.optimizer.zero_grad()
+        value.backward()
+        self.optimizer.step()
+        if self.project is not None:
+            self.project()
+
+
+def _setup(model: torch.nn.Module, signal: Signal, config: TrainConfig,
+           make_sampler: Callable[[SamplerContext], Callable[[int], Batch]], device: torch.device,
+           step_offset: int) -> _Loop:
+    """Seed, split, move to ``device``, and build the sampler, the predictor and the optimiser (in this order)."""
+    torch.manual_seed(config.seed + step_offset)
+    generator = torch.Generator().manual_seed(config.seed + step_offset)
+    train_index, holdout_index = holdout_split(signal.samples, config.holdout, config.seed)
+
+    model.to(device)
+    on_device = signal.to(device)
+    settings = TrainSettings.of(config)
+    sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
+    coords = on_device.coordinates().to(device)
+    predictor = _Predictor(model, coords)
+    phases = {id(p) for p in getattr(model, "phase_parameters", list)()}
+    optimizer = Adam([(p, config.phase_lr_scale if id(p) in phases else 1.0) for p in model.parameters()],
+                     lr=config.lr, betas=(0.9, config.beta2))
+    return _Loop(model=model, signal=on_device, settings=settings, sampler=sampler, predictor=predictor,
+                 optimizer=optimizer, project=getattr(model, "project_", None),
+                 check_every=1 if device.type == "cpu" else 10, train_index=train_index, holdout_index=holdout_index)
+
+
+def _budget_spent(config: TrainConfig, step: int, seconds: float) -> str | None:
+    """``steps`` or ``max_seconds`` once that budget is spent, else None."""
+    if config.steps is not None and step >= config.steps:
+        return "steps"
+    if config.max_seconds is not None and seconds >= config.max_seconds:
+        return "max_seconds"
+    return None
+
+
+def _record(loop: _Loop, config: TrainConfig, result: FitResult, hook: Any, step: int, seconds: float,
+            value: torch.Tensor, lr: float) -> bool:
+    """Record the curve's point for ``step`` and tell the observers; True when the target PSNR is reached.
+
+    Raises :class:`InrkitError` when the loss is NaN or infinite.
+    """
+    loss_value = float(value.detach())
+    if not math.isfinite(loss_value):
+        raise InrkitError(f"training diverged at step {step} (loss {loss_value}); lower --lr (now {config.lr:g})")
+    psnr = math.nan
+    if loop.predictor.last is not None:
+        seen, output = loop.predictor.last
+        mse = float(torch.mean((output.detach() - seen.target) ** 2))
+        psnr = psnr_from_mse(mse, loop.signal.data_range)
+    point = {"step": step, "seconds": seconds, "loss": loss_value, "psnr": psnr, "lr": lr}
+    result.curve.append(point)
+    if hook is not None:
+        progress = _progress(config, step, seconds, psnr)
+        hook.inrkit_step_end(step=StepEnded(**point, progress=progress, model=loop.model))
+    if config.target_psnr is None or not psnr >= config.target_psnr:
+        return False
+    return config.batch_size is None or _full_psnr(loop.predictor, loop.signal, loop.train_index) >= config.target_psnr
 
 
 def fit(
@@ -213,24 +308,10 @@ def fit(
         When the loss becomes NaN or infinite (diverged training).
     """
     device = device or resolve_device(config.device)
-    torch.manual_seed(config.seed + step_offset)
-    generator = torch.Generator().manual_seed(config.seed + step_offset)
-    train_index, holdout_index = holdout_split(signal.samples, config.holdout, config.seed)
-
-    model.to(device)
-    on_device = signal.to(device)
-    settings = TrainSettings.of(config)
-    sampler = make_sampler(SamplerContext(on_device, train_index.to(device), config.batch_size, generator, device))
-    coords = on_device.coordinates().to(device)
-    predictor = _Predictor(model, coords)
-    phases = {id(p) for p in getattr(model, "phase_parameters", list)()}
-    optimizer = Adam([(p, config.phase_lr_scale if id(p) in phases else 1.0) for p in model.parameters()],
-                     lr=config.lr, betas=(0.9, config.beta2))
-    project = getattr(model, "project_", None)
-    check_every = 1 if device.type == "cpu" else 10
-    result = FitResult(model=model, train_index=train_index, holdout_index=holdout_index)
+    loop = _setup(model, signal, config, make_sampler, device, step_offset)
+    result = FitResult(model=model, train_index=loop.train_index, holdout_index=loop.holdout_index)
     if hook is not None:
-        hook.inrkit_fit_start(info=FitStarted(signal=signal, model=model, config=settings, device=device,
+        hook.inrkit_fit_start(info=FitStarted(signal=signal, model=model, config=loop.settings, device=device,
                                               parameters=stored_parameter_count(model)))
 
     start = time.perf_counter()
@@ -238,43 +319,20 @@ def fit(
     try:
         while True:
             seconds = time.perf_counter() - start
-            if config.steps is not None and step >= config.steps:
-                result.stop_reason = "steps"
+            spent = _budget_spent(config, step, seconds)
+            if spent is not None:
+                result.stop_reason = spent
                 break
-            if config.max_seconds is not None and seconds >= config.max_seconds:
-                result.stop_reason = "max_seconds"
+            lr = lr_at(config, progress_of(config, step, seconds))
+            loop.optimizer.lr = lr
+            batch = loop.sampler(step)
+            loop.predictor.last = None
+            value = loss(FitContext(model, loop.signal, loop.predictor, step + step_offset, loop.settings), batch)
+            final = config.steps is not None and step == config.steps - 1
+            if (step % loop.check_every == 0 or final) and _record(loop, config, result, hook, step, seconds, value, lr):
+                result.stop_reason = "target_psnr"
                 break
-            lr = _lr_at(config, step, seconds)
-            optimizer.lr = lr
-            batch = sampler(step)
-            predictor.last = None
-            value = loss(FitContext(model, on_device, predictor, step + step_offset, settings), batch)
-            record = step % check_every == 0 or (config.steps is not None and step == config.steps - 1)
-            if record:
-                loss_value = float(value.detach())
-                if not math.isfinite(loss_value):
-                    raise InrkitError(
-                        f"training diverged at step {step} (loss {loss_value}); lower --lr (now {config.lr:g})"
-                    )
-                psnr = math.nan
-                if predictor.last is not None:
-                    seen, output = predictor.last
-                    mse = float(torch.mean((output.detach() - seen.target) ** 2))
-                    psnr = psnr_from_mse(mse, signal.data_range)
-                point = {"step": step, "seconds": seconds, "loss": loss_value, "psnr": psnr, "lr": lr}
-                result.curve.append(point)
-                if hook is not None:
-                    progress = _progress(config, step, seconds, psnr)
-                    hook.inrkit_step_end(step=StepEnded(**point, progress=progress, model=model))
-                if config.target_psnr is not None and psnr >= config.target_psnr:
-                    if config.batch_size is None or _full_psnr(predictor, on_device, train_index) >= config.target_psnr:
-                        result.stop_reason = "target_psnr"
-                        break
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            if project is not None:
-                project()
+            loop.update(value)
             step += 1
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
@@ -286,14 +344,11 @@ def fit(
 
 
 def _progress(config: TrainConfig, step: int, seconds: float, psnr: float) -> float:
-    parts = []
-    if config.steps:
-        parts.append(step / config.steps)
-    if config.max_seconds:
-        parts.append(seconds / config.max_seconds)
+    """Progress for observers: the budget's share spent, or the share of the target PSNR reached if larger."""
+    progress = progress_of(config, step, seconds)
     if config.target_psnr and math.isfinite(psnr):
-        parts.append(max(0.0, psnr) / config.target_psnr)
-    return min(1.0, max(parts)) if parts else 0.0
+        progress = max(progress, max(0.0, psnr) / config.target_psnr)
+    return min(1.0, progress)
 
 
 def _full_psnr(predictor: _Predictor, signal: Signal, train_index: torch.Tensor) -> float:

@@ -23,7 +23,7 @@ from inrkit.prune import (
     spectral_contribution,
     swap_inputs,
 )
-from inrkit.signal import Signal, grid_coordinates, grid_extent, grid_nyquist
+from inrkit.signal import Signal, grid_coordinates, grid_extent
 from inrkit.sizing import stored_count
 from inrkit.train import evaluate
 
@@ -315,3 +315,20 @@ def test_prune_keeps_the_runs_holdout_split(tmp_path):
     moved = runner.invoke(app, ["prune", str(run), "--target-params", "1500", "--input", str(tmp_path / "gone.png"),
                                 "-o", str(tmp_path / "x")])
     assert moved.exit_code == 2 and "gone.png does not exist" in moved.output
+
+
+@pytest.mark.parametrize("options", [PruneOptions(target_params=1500, rounds=2), PruneOptions(add_prune_every=10)])
+def test_the_phases_slice_the_trainers_learning_rate_schedule(options):
+    # 40 steps in phases of 20 + 10 + 10 (or 4 x 10): each phase's local schedule, from lr_at(start) to
+    # lr_at(end), lands on the one global curve lr * (lr_final / lr) ** (step / 40).
+    from inrkit.config import TrainConfig
+    from inrkit.prune import pruned_fit
+
+    host, signal, model = _camera_setup()
+    config = TrainConfig(steps=40, lr=3e-3, lr_final=1e-4)
+    done = pruned_fit(model, signal, config, host.loss("mse").fn, host.sampler("full").make, options)
+    curve = done.result.curve
+    assert [point["step"] for point in curve] == list(range(40)) and len(done.path) > 2
+    for point in curve:
+        expected = 3e-3 * (1e-4 / 3e-3) ** (point["step"] / 40)
+        assert abs(point["lr"] - expected) <= 1e-12 * expected

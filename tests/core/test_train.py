@@ -8,8 +8,8 @@ from inrkit.errors import ConfigError, InrkitError
 from inrkit.host import get_host
 from inrkit.metrics import psnr, psnr_from_mse
 from inrkit.model import build_model
-from inrkit.signal import Signal, grid_coordinates, grid_extent, grid_nyquist
-from inrkit.train import evaluate, fit, holdout_split, resolve_device
+from inrkit.signal import Signal, grid_coordinates, grid_extent
+from inrkit.train import evaluate, fit, holdout_split, lr_at, progress_of, resolve_device
 
 
 def lattice_signal(shape=(32, 32)):
@@ -112,3 +112,13 @@ def test_phase_learning_rate_scale_applies_to_the_phases_only():
     weight_step = (model.hidden[0].weight.detach() - weight).abs()
     assert phase_step.max() == pytest.approx(1e-3, rel=1e-3)
     assert weight_step.max() == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_the_learning_rate_follows_the_share_of_the_budget_spent():
+    config = TrainConfig(steps=10, max_seconds=100.0, lr=1e-2, lr_final=1e-4)
+    assert progress_of(config, 5, 60.0) == 0.6 and progress_of(config, 7, 1.0) == 0.7
+    assert progress_of(config, 20, 0.0) == 1.0 and progress_of(TrainConfig(target_psnr=30.0), 5, 9.0) == 0.0
+    assert lr_at(config, 0.0) == 1e-2 and lr_at(config, 0.5) == pytest.approx(1e-3, rel=1e-12)
+    assert lr_at(config, 2.0) == lr_at(config, 1.0) == pytest.approx(1e-4, rel=1e-12) and lr_at(config, -1.0) == 1e-2
+    result = run(TrainConfig(steps=6, lr=1e-2, lr_final=1e-3))
+    assert [point["lr"] for point in result.curve] == [1e-2 * (1e-3 / 1e-2) ** (step / 6) for step in range(6)]
