@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 from inrkit.config import ModelConfig
+from inrkit.fourier import centered, model_spectrum
 from inrkit.model import SinusoidalINR
 from inrkit.plots import colour_ramp, line_chart, stack, titled
-from inrkit.spectrum import bessel_j, centered, model_spectrum, predict_spectrum
+from inrkit.spectrum import bessel_j, predict_spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
 

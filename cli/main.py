@@ -1,21 +1,33 @@
 """``inrkit``: fit sinusoidal neural representations to signals and export them back.
 
 Every error a user can cause is printed as one line on standard error and
-exits with status 2; nothing half-written is left behind.
+exits with status 2; nothing half-written is left behind. The CLI knows no
+signal type: defaults come from :mod:`inrkit.config`, signal-specific
+options are declared by plugins (``--option NAME=VALUE``), metrics are shown
+as their signal type declares, and plugins add their own commands.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from inrkit import __version__
+from inrkit.config import (
+    FIT_STEPS,
+    LR_DECAY_DIVISOR,
+    PRUNE_STEPS,
+    ModelOptions,
+    TrainConfig,
+)
 
 app = typer.Typer(
     name="inrkit",
@@ -26,6 +38,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+#: The L1 weight ``--prune`` uses when ``--l1`` is not given.
+PRUNE_L1 = 1e-7
+
 
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -33,7 +48,7 @@ def _fail(message: str) -> None:
 
 
 class _Guard:
-    """Turn inrkit's errors (and OS errors on the user's files) into one line and exit 2."""
+    """Turn inrkit's errors (and OS errors on the user's files) into one line and exit 2; Ctrl-C into 130."""
 
     def __enter__(self) -> _Guard:
         self._shown = warnings.showwarning
@@ -44,13 +59,13 @@ class _Guard:
         warnings.showwarning = self._shown
         if error is None:
             return False
+        from inrkit.errors import InrkitError
+
         if isinstance(error, KeyboardInterrupt):
             # Run directories and exports are staged and renamed into place only
             # when complete, so an interrupt that gets here left nothing behind.
             typer.echo("interrupted: nothing was written", err=True)
             raise typer.Exit(130)
-        from inrkit.errors import InrkitError
-
         if isinstance(error, InrkitError):
             _fail(str(error))
         if isinstance(error, OSError) and not isinstance(error, (BlockingIOError, InterruptedError)):
@@ -91,42 +106,70 @@ def _parse_resolution(text: str | None) -> list[int] | None:
     return values
 
 
+def _parse_bandlimit(text: str | None) -> int | tuple[int, ...] | str | None:
+    """``auto``, one whole number, or one per axis (``40,40,8``)."""
+    if text is None or text == "auto":
+        return text
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.lstrip("-").isdigit() for p in parts):
+        _fail(f"--bandlimit must be a whole number, one per axis (like 40,40,8) or 'auto', got {text!r}")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """``NAME=VALUE`` pairs of ``--option``; the plugin that declared the option checks the value."""
+    options: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            _fail(f"--option {pair!r} is not NAME=VALUE; the command's --help lists the options plugins declare")
+        options[name.strip()] = value.strip()
+    return options
+
+
+_MODEL = ModelOptions()
+_TRAIN = TrainConfig(steps=1)
+OPTION_HELP = "NAME=VALUE option a plugin declares for the signal's loader (repeatable; see the list below)."
+
+
 @app.command()
 def fit(
     input: Annotated[Path, typer.Argument(help="Signal file to fit (image, audio, mesh... per installed plugins).")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory to create (default runs/<input name>).")] = None,
     signal: Annotated[Optional[str], typer.Option("--signal", "-s", help="Signal type; default from the file extension.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help=OPTION_HELP)] = None,
     params: Annotated[Optional[int], typer.Option(help="Largest number of stored parameters (frozen frequencies included); widths follow.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Hidden width n (with --input-frequencies; overrides --params).")] = None,
     input_frequencies: Annotated[Optional[int], typer.Option(help="Number m of input (lattice) frequencies.")] = None,
     hidden_layers: Annotated[Optional[int], typer.Option(help="Bounded sine hidden layers (default 1; SIREN: 3).")] = None,
-    input_ratio: Annotated[float, typer.Option(help="m / n when widths follow from --params.")] = 1.0,
-    architecture: Annotated[str, typer.Option(help="lattice (the method), uniform or siren (baselines).")] = "lattice",
-    bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B per axis, or 'auto' (from the signal's spectrum and the model size); default: the signal type's (images: auto).")] = None,
+    input_ratio: Annotated[float, typer.Option(help="m / n when widths follow from --params.")] = _MODEL.input_ratio,
+    architecture: Annotated[str, typer.Option(help="lattice (the method), uniform or siren (baselines).")] = _MODEL.architecture,
+    bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B: one for all axes, one per axis (40,40,8), or 'auto' (from the signal's spectrum and the model size); default: the signal type's.")] = None,
     low_bandlimit: Annotated[Optional[int], typer.Option(help="Extent L of the dense low-frequency block (default B/3).")] = None,
-    c_low: Annotated[float, typer.Option(help="Bound on hidden weights of low-frequency columns.")] = 1.0,
-    c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = 0.6,
-    bound_mode: Annotated[str, typer.Option(help="project (clamp after each step) or tanh (reparametrised).")] = "project",
-    siren_omega0: Annotated[float, typer.Option(help="First-layer omega_0 of --architecture siren.")] = 30.0,
-    steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (default 2000 when no other rule is set).")] = None,
+    c_low: Annotated[float, typer.Option(help="Bound on hidden weights of low-frequency columns.")] = _MODEL.c_low,
+    c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = _MODEL.c_high,
+    bound_mode: Annotated[str, typer.Option(help="project (clamp after each step) or tanh (reparametrised).")] = _MODEL.bound_mode,
+    siren_omega0: Annotated[float, typer.Option(help="First-layer omega_0 of --architecture siren.")] = _MODEL.siren_omega0,
+    steps: Annotated[Optional[int], typer.Option(help=f"Stop after this many steps (default {FIT_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
     target_psnr: Annotated[Optional[float], typer.Option(help="Stop when the training PSNR reaches this many dB.")] = None,
-    lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 2e-3,
-    lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end of the budget (geometric decay; default lr/10).")] = None,
-    beta2: Annotated[float, typer.Option(help="Adam's second-moment decay (PyTorch's default is 0.999).")] = 0.99,
-    phase_lr_scale: Annotated[float, typer.Option(help="Learning-rate multiplier of the input phases.")] = 10.0,
-    batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: all, full batch).")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="full, uniform or stratified (with --batch-size); default: the signal's (full for images and audio, uniform batches for SDFs).")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal's).")] = None,
-    loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse-stft's spectral term).")] = 1.0,
-    holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = _TRAIN.lr,
+    lr_final: Annotated[Optional[float], typer.Option(help=f"Learning rate at the end of the budget (geometric decay; default lr/{LR_DECAY_DIVISOR}).")] = None,
+    beta2: Annotated[float, typer.Option(help="Adam's second-moment decay (PyTorch's default is 0.999).")] = _TRAIN.beta2,
+    phase_lr_scale: Annotated[float, typer.Option(help="Learning-rate multiplier of the input phases.")] = _TRAIN.phase_lr_scale,
+    batch_size: Annotated[Optional[int], typer.Option(help="Coordinates per step (default: the signal type's, else all).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="full, uniform or stratified (with --batch-size); default: the signal type's.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Loss name (default: the signal type's; `inrkit plugins` lists them).")] = None,
+    loss_weight: Annotated[float, typer.Option(help="Weight of a composite loss's second term (e.g. mse-stft's spectral term).")] = _TRAIN.loss_weight,
+    holdout: Annotated[float, typer.Option(help="Fraction of samples held out for a test PSNR.")] = _TRAIN.holdout,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation and sampling.")] = _TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _TRAIN.device,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory (never any other folder).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     spectrum_every: Annotated[Optional[int], typer.Option(help="Record the reconstruction's spectrum every N steps into spectrum_steps.png.")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Find a smaller model: fit on half the budget, then prune and fine-tune in rounds while the PSNR stays within --prune-tolerance (or at --target-psnr).")] = False,
-    l1: Annotated[Optional[float], typer.Option(help="L1 weight on the hidden weights (default 1e-7 with --prune, else 0).")] = None,
+    l1: Annotated[Optional[float], typer.Option(help=f"L1 weight on the hidden weights (default {PRUNE_L1:g} with --prune, else 0).")] = None,
     l1_schedule: Annotated[str, typer.Option(help="constant, or ramp (from 0 over the first half).")] = "constant",
     prune_tolerance: Annotated[float, typer.Option(help="dB of PSNR --prune may give up when no --target-psnr is set.")] = 0.5,
     add_prune_every: Annotated[Optional[int], typer.Option(help="Every N steps, replace the least important input frequencies with new ones from the residual's spectrum.")] = None,
@@ -137,75 +180,69 @@ def fit(
     The run directory holds model.safetensors, config.json, metrics.json,
     the reconstruction and pictures. It appears only when complete.
     """
+    settings = dict(locals())
     with _Guard():
-        from inrkit.config import TrainConfig
-        from inrkit.host import get_host
-        from inrkit.pipeline import ModelOptions, fit_file
+        from inrkit.pipeline import fit_file
 
-        from inrkit.cli.progress import ProgressBar
-
-        if steps is None and max_seconds is None and target_psnr is None:
-            steps = 2000
-        if bandlimit is not None and bandlimit != "auto":
-            if not bandlimit.lstrip("-").isdigit():
-                _fail(f"--bandlimit must be a whole number or 'auto', got {bandlimit!r}")
-            bandlimit = int(bandlimit)
-        output = output or Path("runs") / input.stem
-        train_config = TrainConfig(
-            steps=steps,
-            max_seconds=max_seconds,
-            target_psnr=target_psnr,
-            lr=lr,
-            lr_final=lr_final if lr_final is not None else lr / 10,
-            batch_size=batch_size,
-            sampler=sampler,
-            holdout=holdout,
-            seed=seed,
-            device=device,
-            loss_weight=loss_weight,
-            beta2=beta2,
+        model_options = _model_options(settings)
+        train_config = TrainConfig.with_budget(
+            FIT_STEPS, steps=steps, max_seconds=max_seconds, target_psnr=target_psnr, lr=lr, lr_final=lr_final,
+            batch_size=batch_size, holdout=holdout, seed=seed, device=device, loss_weight=loss_weight, beta2=beta2,
             phase_lr_scale=phase_lr_scale,
         )
-        model_options = ModelOptions(
-            architecture=architecture,
-            params=params,
-            width=width,
-            input_frequencies=input_frequencies,
-            hidden_layers=hidden_layers,
-            input_ratio=input_ratio,
-            bandlimit=bandlimit,
-            low_bandlimit=low_bandlimit,
-            c_low=c_low,
-            c_high=c_high,
-            bound_mode=bound_mode,
-            siren_omega0=siren_omega0,
-            seed=seed,
-        )
-        from inrkit.prune import PruneOptions
-
-        prune_options = PruneOptions(
-            l1=(1e-7 if prune else 0.0) if l1 is None else l1,
-            l1_schedule=l1_schedule,
-            shrink=prune,
-            tolerance_db=prune_tolerance,
-            add_prune_every=add_prune_every,
-            add_prune_count=add_prune_count,
-        )
-        host = get_host()
-        for problem in host.problems:
-            typer.echo(f"warning: {problem}", err=True)
-        if sampler is not None:
-            host.sampler(sampler)
-        bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
-        host.pm.register(bar, name="inrkit-progress")
-        try:
-            summary = fit_file(input, output, model_options, train_config, signal, loss, overwrite, host, spectrum_every,
-                               prune_options)
-        finally:
-            host.pm.unregister(bar)
+        train_config = replace(train_config, sampler=sampler)  # None: the signal type's sampler and batch size
+        with _observed(quiet) as host:
+            if sampler is not None:
+                host.sampler(sampler)
+            summary = fit_file(input, output or Path("runs") / input.stem, model_options=model_options,
+                               train_config=train_config, signal_name=signal, loss_name=loss, overwrite=overwrite,
+                               host=host, spectrum_every=spectrum_every, prune=_prune_options(settings),
+                               load_options=_parse_options(option))
         if not quiet:
             _summarise(summary)
         _exit_if_interrupted(summary)
+
+
+def _model_options(settings: dict[str, Any]) -> ModelOptions:
+    names = ("architecture", "params", "width", "input_frequencies", "hidden_layers", "input_ratio", "low_bandlimit",
+             "c_low", "c_high", "bound_mode", "siren_omega0", "seed")
+    return ModelOptions(**{name: settings[name] for name in names}, bandlimit=_parse_bandlimit(settings["bandlimit"]))
+
+
+def _prune_options(settings: dict[str, Any]):
+    from inrkit.prune import PruneOptions
+
+    l1 = settings["l1"]
+    return PruneOptions(
+        l1=(PRUNE_L1 if settings["prune"] else 0.0) if l1 is None else l1,
+        l1_schedule=settings["l1_schedule"],
+        shrink=settings["prune"],
+        tolerance_db=settings["prune_tolerance"],
+        add_prune_every=settings["add_prune_every"],
+        add_prune_count=settings["add_prune_count"],
+    )
+
+
+class _observed:
+    """The plugin host with the progress bar attached for the duration of a job."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        from inrkit.cli.progress import ProgressBar
+        from inrkit.host import get_host
+
+        self.host = get_host()
+        for problem in self.host.problems:
+            typer.echo(f"warning: {problem}", err=True)
+        self.bar = ProgressBar(enabled=not self.quiet and sys.stderr.isatty())
+        self.host.pm.register(self.bar, name="inrkit-progress")
+        return self.host
+
+    def __exit__(self, *exc) -> bool:
+        self.host.pm.unregister(self.bar)
+        return False
 
 
 def _exit_if_interrupted(summary) -> None:
@@ -222,18 +259,27 @@ def _exit_if_interrupted(summary) -> None:
     raise typer.Exit(130)
 
 
-def _summarise(summary) -> None:
-    final = summary.metrics["final"]
+#: How the core's own metrics are shown; plugins declare theirs in ``SignalType.show``.
+CORE_SHOW = {"psnr": "psnr {value:.2f} dB", "test_psnr": "test_psnr {value:.2f} dB"}
+
+
+def _shown_metrics(final: dict[str, Any], show: dict[str, str]) -> list[str]:
+    formats = {**CORE_SHOW, **show}
     shown = []
-    for key, value in final.items():
-        if not isinstance(value, float) or not math.isfinite(value):
-            continue
-        if key in ("psnr", "test_psnr", "snr"):
-            shown.append(f"{key} {value:.2f} dB")
-        elif key in ("ssim", "normal_consistency", "fscore", "iou"):
-            shown.append(f"{key} {value:.4f}")
-        elif key == "chamfer":
-            shown.append(f"chamfer {100 * value:.3f}% of diagonal")
+    for key, template in formats.items():
+        value = final.get(key)
+        if isinstance(value, list) and value:
+            numbers = [v for v in value if isinstance(v, float) and math.isfinite(v)]
+            if numbers:
+                shown.append(template.format(value=sum(numbers) / len(numbers)) + f" (mean of {len(numbers)})")
+        elif isinstance(value, float) and math.isfinite(value):
+            shown.append(template.format(value=value))
+    return shown
+
+
+def _summarise(summary) -> None:
+    show = dict(summary.signal_type.show) if summary.signal_type is not None else {}
+    shown = _shown_metrics(summary.metrics["final"], show)
     result = summary.result
     typer.echo(
         f"wrote {summary.run_dir}: {'  '.join(shown)}  {summary.parameters} parameters  "
@@ -241,9 +287,10 @@ def _summarise(summary) -> None:
     )
     path_taken = summary.metrics.get("prune_path")
     if path_taken:
-        first, last = path_taken[0], path_taken[-1]
-        typer.echo(f"pruning path: {len(path_taken)} phases, {first['parameters']} -> {summary.parameters} parameters "
-                   f"(see prune_path.png)")
+        first = path_taken[0]["parameters"]
+        change = f"{first} -> {summary.parameters} parameters" if first != summary.parameters else \
+            f"{first} parameters kept (no cut stayed within the tolerance)"
+        typer.echo(f"pruning path: {len(path_taken)} phases, {change} (see prune_path.png)")
 
 
 @app.command("prune")
@@ -251,38 +298,28 @@ def prune_command(
     run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit` (lattice or uniform model).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create for the pruned model.")],
     target_params: Annotated[int, typer.Option(help="Largest number of stored parameters of the pruned model.")],
-    steps: Annotated[Optional[int], typer.Option(help="Fine-tuning steps over all rounds (default 1000 when no other rule is set).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help=f"Fine-tuning steps over all rounds (default {PRUNE_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Fine-tuning seconds over all rounds.")] = None,
     rounds: Annotated[int, typer.Option(help="Equal geometric cuts to reach the target, each fine-tuned (one cut measured best).")] = 1,
-    lr: Annotated[float, typer.Option(help="Adam learning rate at the start of fine-tuning.")] = 2e-3,
-    lr_final: Annotated[Optional[float], typer.Option(help="Learning rate at the end (default lr/10).")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate at the start of fine-tuning.")] = _TRAIN.lr,
+    lr_final: Annotated[Optional[float], typer.Option(help=f"Learning rate at the end (default lr/{LR_DECAY_DIVISOR}).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _TRAIN.device,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory (never any other folder).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a signal file whose SHA-256 differs from the one the run recorded (default: warn).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Prune a fitted model to a parameter budget: remove its least important neurons, fine-tuning between cuts."""
     with _Guard():
-        from inrkit.config import TrainConfig
-        from inrkit.host import get_host
         from inrkit.pipeline import prune_run
         from inrkit.prune import PruneOptions
 
-        from inrkit.cli.progress import ProgressBar
-
-        if steps is None and max_seconds is None:
-            steps = 1000
-        config = TrainConfig(steps=steps, max_seconds=max_seconds, lr=lr,
-                             lr_final=lr_final if lr_final is not None else lr / 10, device=device)
+        config = TrainConfig.with_budget(PRUNE_STEPS, steps=steps, max_seconds=max_seconds, lr=lr, lr_final=lr_final,
+                                         device=device)
         options = PruneOptions(rounds=rounds, target_params=target_params)
-        host = get_host()
-        bar = ProgressBar(enabled=not quiet and sys.stderr.isatty())
-        host.pm.register(bar, name="inrkit-progress")
-        try:
-            summary = prune_run(run, output, target_params, config, input, overwrite, host, options, strict)
-        finally:
-            host.pm.unregister(bar)
+        with _observed(quiet) as host:
+            summary = prune_run(run, output, target_params=target_params, train_config=config, source=input,
+                                overwrite=overwrite, host=host, options=options, strict=strict)
         if not quiet:
             _summarise(summary)
         _exit_if_interrupted(summary)
@@ -293,21 +330,21 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write; its extension picks the exporter.")],
     resolution: Annotated[Optional[str], typer.Option(help="Output grid, e.g. 1024x768 (width x height) for images.")] = None,
-    sample_rate: Annotated[Optional[int], typer.Option(help="Audio: output sample rate in Hz (default: the source's).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="NAME=VALUE option the exporter declares (repeatable; see the list below), e.g. sample_rate=48000.")] = None,
+    sample_rate: Annotated[Optional[str], typer.Option(hidden=True, help="Deprecated: --option sample_rate=HZ.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Exporter name (default: from the extension).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _TRAIN.device,
 ) -> None:
     """Re-render a fitted model from its run directory alone, at any resolution."""
     with _Guard():
         from inrkit.pipeline import export_run
 
-        options = {}
-        parsed = _parse_resolution(resolution)
-        if parsed is not None:
-            options["resolution"] = parsed
-        if sample_rate is not None:
-            options["sample_rate"] = sample_rate
-        facts = export_run(run, output, options, format, device=device)
+        options = _parse_options(option)
+        if sample_rate is not None:  # the deprecated alias, until inrkit 0.3
+            typer.echo("warning: --sample-rate is deprecated; use --option sample_rate=HZ", err=True)
+            options.setdefault("sample_rate", sample_rate)  # the deprecated alias, until inrkit 0.3
+        facts = export_run(run, output, options=options, exporter_name=format, device=device,
+                           resolution=_parse_resolution(resolution))
         typer.echo(f"wrote {output}" + _facts(facts))
 
 
@@ -317,48 +354,28 @@ def _facts(facts: dict) -> str:
 
 
 @app.command()
-def mesh(
-    run: Annotated[Path, typer.Argument(help="Run directory of an SDF fit (`inrkit fit --signal sdf`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Mesh file to write: .ply, .obj, .stl or .glb.")],
-    resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis (e.g. 128, 256, 512).")] = 256,
-    level: Annotated[float, typer.Option(help="Iso-level of the surface, in the input's distance units.")] = 0.0,
-    smooth: Annotated[int, typer.Option(help="Taubin smoothing iterations (0: none).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-) -> None:
-    """Extract a mesh from a fitted signed distance field, in the input's original coordinates."""
-    with _Guard():
-        from inrkit.checkpoint import load_run
-        from inrkit.pipeline import export_run
-
-        kind = load_run(run).signal.get("signal_type")
-        if kind != "sdf":
-            _fail(f"{run} holds a {kind!r} fit, not an SDF; `inrkit mesh` needs a run of `inrkit fit --signal sdf`")
-        if output.suffix.lower() not in (".ply", ".obj", ".stl", ".glb"):
-            _fail(f"-o {output} must end in .ply, .obj, .stl or .glb (for the field on a grid use `inrkit export -o x.npy`)")
-        options = {"resolution": [resolution] * 3, "level": level, "smooth": smooth}
-        facts = export_run(run, output, options, None, device=device)
-        typer.echo(f"wrote {output}" + _facts(facts))
-
-
-@app.command()
 def spectrum(
     run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG picture to write (default RUN/spectrum.png).")] = None,
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here (default: beside the PNG).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
-    max_order: Annotated[int, typer.Option(help="Largest |k|_1 of the predicted spectrum's terms.")] = 2,
-    tol: Annotated[float, typer.Option(help="Skip predicted terms whose amplitude bound is below this.")] = 1e-4,
+    max_order: Annotated[int, typer.Option(help="Largest |k|_1 of the predicted spectrum's terms (1 to 8).")] = 2,
+    tol: Annotated[float, typer.Option(help="Skip predicted terms whose amplitude bound is below this (0 to 1).")] = 1e-4,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse a signal file whose SHA-256 differs from the one the run recorded (default: warn).")] = False,
 ) -> None:
     """Spectra of target, reconstruction and prediction from the weights, side by side, plus diagnostics."""
     with _Guard():
         from inrkit.pipeline import spectrum_of_run
 
+        if not 1 <= max_order <= 8:
+            _fail(f"--max-order must be a whole number from 1 to 8, got {max_order}")
+        if not (math.isfinite(tol) and 0 <= tol < 1):
+            _fail(f"--tol must be a number in [0, 1), got {tol}")
         output = output if output is not None else run / "spectrum.png"
         if output.suffix.lower() != ".png":
             _fail(f"-o {output} must end in .png")
         numbers = json_output or output.with_suffix(".json")
-        summary = spectrum_of_run(run, output, numbers, input, max_order, tol, strict=strict)
+        summary = spectrum_of_run(run, output, numbers, source=input, max_order=max_order, tol=tol, strict=strict)
         noise = summary.get("noise_energy_fraction")
         typer.echo(
             f"wrote {output} and {numbers}: suggested bandlimit {summary['suggested_bandlimit']}"
@@ -370,38 +387,115 @@ def spectrum(
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List installed plugins: name, distribution, version and what each provides."""
+    """List installed plugins: name, distribution, version, what each provides, their options and clashes."""
     with _Guard():
         from inrkit.host import get_host
 
         host = get_host()
+        clashes = host.extension_clashes()
         if as_json:
-            typer.echo(json.dumps({"plugins": [p.to_dict() for p in host.plugins], "problems": host.problems}, indent=2))
+            typer.echo(json.dumps({"plugins": [p.to_dict() for p in host.plugins], "problems": host.problems,
+                                   "extension_clashes": clashes, "options": _declared_options(host)}, indent=2))
             return
         for info in host.plugins:
             provided = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(info.provides.items()))
             typer.echo(f"{info.name:<12} {info.distribution} {info.version:<8} {provided}")
-        for problem in host.problems:
+        for owner, lines in _declared_options(host).items():
+            for line in lines:
+                typer.echo(f"  {owner} --option {line}")
+        for problem in [*host.problems, *clashes]:
             typer.echo(f"warning: {problem}", err=True)
 
 
-_BUILTIN_COMMANDS = {"fit", "export", "mesh", "prune", "spectrum", "plugins"}
+def _declared_options(host) -> dict[str, list[str]]:
+    """``{"signal image": [...], "exporter audio/wav": [...]}``: every option plugins declare, one line each."""
+    declared = {}
+    for name, signal_type in sorted(host.registry["signal"].items()):
+        if signal_type.options:
+            declared[f"signal {name}"] = [o.describe() for o in signal_type.options]
+    for (signal_name, name), exporter in sorted(host.registry["exporter"].items()):
+        if exporter.options:
+            declared[f"exporter {signal_name}/{name}"] = [o.describe() for o in exporter.options]
+    return declared
 
 
-def _register_plugin_commands() -> None:
+_BUILTIN_COMMANDS = {"fit", "export", "prune", "spectrum", "plugins"}
+_commands_registered = False
+
+
+class _GuardedApp:
+    """The ``app`` plugins receive: their commands get the same one-line errors and exit codes as built-ins."""
+
+    def __init__(self, target: typer.Typer):
+        self._target = target
+
+    def command(self, *args: Any, **kwargs: Any):
+        register = self._target.command(*args, **kwargs)
+
+        def decorate(function):
+            @functools.wraps(function)
+            def guarded(*call_args, **call_kwargs):
+                with _Guard():
+                    return function(*call_args, **call_kwargs)
+
+            register(guarded)
+            return function
+
+        return decorate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+def load_plugin_commands() -> None:
+    """Add the commands plugins register (``inrkit_register_commands``); once per process."""
+    global _commands_registered
+    if _commands_registered:
+        return
     from inrkit.host import get_host
 
-    get_host().pm.hook.inrkit_register_commands(app=app)
+    _commands_registered = True
+    get_host().pm.hook.inrkit_register_commands(app=_GuardedApp(app))
 
 
-def main() -> None:
+def _describe_plugin_options(command: str) -> None:
+    """Put the options plugins declare into ``inrkit fit --help`` / ``inrkit export --help``."""
+    from inrkit.host import get_host
+
+    declared = _declared_options(get_host())
+    wanted = "signal" if command == "fit" else "exporter"
+    lines = [f"{owner}: {line}" for owner, entries in declared.items() if owner.startswith(wanted) for line in entries]
+    for info in app.registered_commands:
+        if (info.name or info.callback.__name__) == command:
+            info.epilog = "\b\nOptions declared by plugins (--option NAME=VALUE):\n" + (
+                "\n".join(f"  {line}" for line in lines) if lines else "  none installed")
+
+
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
     Plugin commands are added first, unless a built-in command is called
-    (so that e.g. ``inrkit --version`` does not load every plugin).
+    (so that e.g. ``inrkit --version`` does not load every plugin). Usage
+    errors (an unknown option, a value of the wrong type) get the same one
+    line and exit status 2 as every other error.
     """
-    args = sys.argv[1:]
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     with _Guard():
         if not args or (args[0] not in _BUILTIN_COMMANDS and args[0] != "--version"):
-            _register_plugin_commands()
-        app()
+            load_plugin_commands()
+        elif args[0] in ("fit", "export") and "--help" in args:
+            _describe_plugin_options(args[0])
+    try:
+        code = app(args=args, prog_name="inrkit", standalone_mode=False)
+    except Exception as error:  # noqa: BLE001 - typer vendors click: its usage errors are recognised by shape
+        if type(error).__name__ == "Abort":
+            typer.echo("interrupted: nothing was written", err=True)
+            sys.exit(130)
+        if getattr(error, "exit_code", None) != 2 or not hasattr(error, "format_message"):
+            raise
+        context = getattr(error, "ctx", None)
+        path = getattr(context, "command_path", "") or ""
+        command = f" {path.split(' ', 1)[1]}" if " " in path else ""
+        typer.echo(f"error: {error.format_message()}; see `inrkit{command} --help`", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

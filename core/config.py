@@ -13,9 +13,23 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from inrkit.errors import ConfigError
+from inrkit.sizing import DEFAULT_INPUT_RATIO
+
+#: Period p of the lattice on the domain [-1, 1]^d: integer frequency f means omega = 2 pi f / p. With p = 4
+#: the domain is half a period, so the signal need not wrap at the border.
+DEFAULT_PERIOD = 4.0
 
 ARCHITECTURES = ("lattice", "uniform", "siren")
 BOUND_MODES = ("project", "tanh")
+
+# The training policy: what a job does when the user sets no budget. The CLI
+# reads these (and every dataclass default below) instead of repeating them.
+#: Steps of a fit when none of steps, max seconds or target PSNR is given.
+FIT_STEPS = 2000
+#: Fine-tuning steps of ``inrkit prune`` when no budget is given.
+PRUNE_STEPS = 1000
+#: The learning rate decays geometrically to ``lr / LR_DECAY_DIVISOR`` over the budget unless ``lr_final`` is given.
+LR_DECAY_DIVISOR = 10
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
@@ -90,7 +104,7 @@ class ModelConfig:
     bandlimit: tuple[int, ...] = ()
     low_bandlimit: tuple[int, ...] = ()
     low_fraction: float = 0.7
-    period: float = 4.0
+    period: float = DEFAULT_PERIOD
     c_low: float = 1.0
     c_high: float = 0.6
     omega_g: float = 30.0
@@ -173,6 +187,7 @@ class TrainConfig:
         Learning rate at the end of the budget; the rate decays
         geometrically from ``lr`` to ``lr_final`` with the progress
         ``max(step / steps, seconds / max_seconds)``. Equal to ``lr``: constant.
+        None: ``lr / LR_DECAY_DIVISOR``.
     batch_size:
         Coordinates per step; ``None`` trains on the full signal each step.
     sampler:
@@ -200,7 +215,7 @@ class TrainConfig:
     max_seconds: float | None = None
     target_psnr: float | None = None
     lr: float = 2e-3
-    lr_final: float = 2e-4
+    lr_final: float | None = None
     batch_size: int | None = None
     sampler: str | None = "full"
     holdout: float = 0.0
@@ -213,6 +228,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.max_seconds is None and self.target_psnr is None:
             raise ConfigError("no stopping rule: set steps, max seconds or target PSNR")
+        if self.lr_final is None and isinstance(self.lr, (int, float)):
+            self.lr_final = self.lr / LR_DECAY_DIVISOR
         if self.steps is not None:
             _positive_int("steps", self.steps)
         if self.max_seconds is not None:
@@ -233,3 +250,59 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""
         return asdict(self)
+
+    @classmethod
+    def with_budget(cls, default_steps: int, **settings: Any) -> TrainConfig:
+        """A config whose budget is ``default_steps`` steps when ``settings`` set no stopping rule.
+
+        ``None`` values in ``settings`` mean "the default" and are dropped.
+        """
+        settings = {name: value for name, value in settings.items() if value is not None}
+        if not {"steps", "max_seconds", "target_psnr"} & set(settings):
+            settings["steps"] = default_steps
+        return cls(**settings)
+
+
+@dataclass
+class ModelOptions:
+    """User-facing model options (the CLI's flags); None means "choose for me" (see :func:`inrkit.planning.plan_model`).
+
+    Attributes
+    ----------
+    architecture:
+        ``lattice`` (default), ``uniform`` or ``siren``.
+    params:
+        Upper bound on stored numbers (widths follow from it).
+    width, input_frequencies, hidden_layers:
+        Explicit sizes; override ``params``. Hidden layers: 1 (SIREN: :data:`SIREN_HIDDEN_LAYERS`).
+    input_ratio:
+        ``m / n`` when widths follow from ``params``.
+    bandlimit:
+        Largest integer lattice frequency, one for every axis or one per
+        axis, or ``"auto"`` to derive it from the signal's spectrum;
+        default a fraction of the lattice Nyquist frequency set by the signal type.
+    low_bandlimit:
+        Extent of the dense low block; default ``max(1, bandlimit / 3)``.
+    low_fraction, c_low, c_high, omega_g, bound_mode, siren_omega0, seed:
+        As in :class:`ModelConfig` (same defaults).
+    """
+
+    architecture: str = "lattice"
+    params: int | None = None
+    width: int | None = None
+    input_frequencies: int | None = None
+    hidden_layers: int | None = None
+    input_ratio: float = DEFAULT_INPUT_RATIO
+    bandlimit: int | tuple[int, ...] | str | None = None
+    low_bandlimit: int | None = None
+    low_fraction: float = ModelConfig.low_fraction
+    c_low: float = ModelConfig.c_low
+    c_high: float = ModelConfig.c_high
+    omega_g: float = ModelConfig.omega_g
+    bound_mode: str = ModelConfig.bound_mode
+    siren_omega0: float = ModelConfig.siren_omega0
+    seed: int = ModelConfig.seed
+
+
+#: Hidden layers of the SIREN baseline when none are given (its paper's 3).
+SIREN_HIDDEN_LAYERS = 3

@@ -25,15 +25,8 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from inrkit.plugin_types import (
-        ExporterType,
-        FitEnded,
-        FitStarted,
-        LossType,
-        SamplerType,
-        SignalType,
-        StepEnded,
-    )
+    from inrkit.events import FitEnded, FitStarted, StepEnded
+    from inrkit.plugin_types import ExporterType, LossType, SamplerType, SignalType
 
 #: Version of the hook specifications. A plugin may declare the version it was
 #: written against as ``INRKIT_HOOK_VERSION``; a different major version is

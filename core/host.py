@@ -11,6 +11,9 @@ Environment variables:
     Set to ``1`` to load no entry-point plugins (built-ins only).
 ``INRKIT_PLUGINS``
     Comma-separated entry-point names: load only these.
+``INRKIT_DISABLE_PLUGINS``
+    Comma-separated plugin names to skip, built-in or not (e.g. ``sdf``):
+    their signals, exporters and commands are then absent.
 
 A plugin that fails to import, or declares an incompatible
 ``INRKIT_HOOK_VERSION``, is skipped and reported in :attr:`Host.problems`.
@@ -72,6 +75,8 @@ class Host:
         self._collect()
 
     def _add(self, plugin: Any, name: str, distribution: str, version: str) -> None:
+        if name in _disabled():
+            return
         declared = getattr(plugin, "INRKIT_HOOK_VERSION", None)
         if declared is not None and str(declared).split(".")[0] != HOOK_VERSION.split(".")[0]:
             self.problems.append(
@@ -194,9 +199,16 @@ class Host:
         return candidates[0]
 
     def signal_for_path(self, path: Path) -> SignalType:
-        """Choose the signal type from a file extension (when ``--signal`` is omitted)."""
+        """Choose the signal type from a file extension (when ``--signal`` is omitted).
+
+        When several signal types claim the extension, the highest
+        ``extension_priority`` wins; a tie is ambiguous.
+        """
         suffix = path.suffix.lower()
         matches = [s for s in self.registry["signal"].values() if suffix in s.extensions]
+        if matches:
+            best = max(s.extension_priority for s in matches)
+            matches = [s for s in matches if s.extension_priority == best]
         if len(matches) == 1:
             return matches[0]
         names = ", ".join(sorted(self.registry["signal"]))
@@ -206,6 +218,27 @@ class Host:
             )
         both = ", ".join(sorted(s.name for s in matches))
         raise ConfigError(f"{path.name!r} could be any of {both}; pass --signal to choose")
+
+
+    def extension_clashes(self) -> list[str]:
+        """One line per extension that two or more signal types claim at the same priority."""
+        claims: dict[str, list[SignalType]] = {}
+        for signal_type in self.registry["signal"].values():
+            for suffix in signal_type.extensions:
+                claims.setdefault(suffix, []).append(signal_type)
+        lines = []
+        for suffix, claimants in sorted(claims.items()):
+            best = max(s.extension_priority for s in claimants)
+            tied = sorted(s.name for s in claimants if s.extension_priority == best)
+            if len(tied) > 1:
+                owners = ", ".join(f"{n} ({self._owner[('signal', n)].distribution})" for n in tied)
+                lines.append(f"extension {suffix} is claimed by {owners} at priority {best}: "
+                             "pass --signal for such files, or give one plugin a higher extension_priority")
+        return lines
+
+
+def _disabled() -> set[str]:
+    return {n.strip() for n in os.environ.get("INRKIT_DISABLE_PLUGINS", "").split(",") if n.strip()}
 
 
 _HOST: Host | None = None

@@ -22,11 +22,9 @@ from collections.abc import Sequence
 
 import torch
 
+from inrkit.config import DEFAULT_PERIOD  # the period p of the lattice, omega = 2 pi f / p
 from inrkit.errors import ConfigError
 
-#: Default period ``p`` of the network on the domain ``[-1, 1]``. With ``p = 4``
-#: the domain is half a period, so the signal need not wrap at the border.
-DEFAULT_PERIOD = 4.0
 
 
 def lattice_nyquist(nyquist: Sequence[float], period: float = DEFAULT_PERIOD) -> tuple[int, ...]:

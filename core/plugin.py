@@ -17,25 +17,34 @@ Example::
                             description="time series from a CSV column"))
 """
 
-from inrkit.checkpoint import atomic_output
-from inrkit.errors import ConfigError, InputError, InrkitError, InrkitWarning
+from inrkit.atomic import atomic_directory, atomic_output
+from inrkit.errors import (
+    ConfigError,
+    InputError,
+    InrkitError,
+    InrkitWarning,
+    PluginError,
+    RunDirError,
+)
+from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings
 from inrkit.hookspecs import HOOK_VERSION, hookimpl
 from inrkit.metrics import psnr, psnr_from_mse
+from inrkit.options import Option
+from inrkit.pipeline import export_run, run_signal_type
 from inrkit.plots import colour_ramp, heatmap, line_chart, stack, titled
 from inrkit.plugin_types import (
+    AssessRequest,
     ExporterType,
     ExportRequest,
     FitContext,
-    FitEnded,
-    FitStarted,
+    FitDefaults,
     LossType,
+    MetricValue,
     SamplerContext,
     SamplerType,
     SignalType,
-    StepEnded,
-    TrainSettings,
 )
-from inrkit.signal import Batch, Signal, grid_coordinates, grid_extent, grid_nyquist
+from inrkit.signal import Batch, Signal, file_provenance, grid_coordinates, grid_extent, grid_nyquist
 
 __all__ = [
     "HOOK_VERSION",
@@ -43,7 +52,11 @@ __all__ = [
     "ConfigError",
     "ExportRequest",
     "ExporterType",
+    "AssessRequest",
     "FitContext",
+    "FitDefaults",
+    "MetricValue",
+    "Option",
     "FitEnded",
     "FitStarted",
     "StepEnded",
@@ -51,8 +64,13 @@ __all__ = [
     "InputError",
     "InrkitError",
     "InrkitWarning",
+    "PluginError",
+    "RunDirError",
     "LossType",
+    "atomic_directory",
     "atomic_output",
+    "export_run",
+    "run_signal_type",
     "colour_ramp",
     "heatmap",
     "line_chart",
@@ -64,6 +82,7 @@ __all__ = [
     "SamplerType",
     "Signal",
     "SignalType",
+    "file_provenance",
     "grid_coordinates",
     "grid_extent",
     "grid_nyquist",

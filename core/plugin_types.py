@@ -1,25 +1,27 @@
 """The types of the public plugin API (re-exported by :mod:`inrkit.plugin`).
 
 Plugins import these names from :mod:`inrkit.plugin`, never from here: this
-module is the engine's, and may be reorganised. Everything a stable hook
-hands out is defined here: registration records (``SignalType``,
-``SamplerType``, ``LossType``, ``ExporterType``), the contexts losses,
-samplers and exporters receive, and the frozen events observers receive
-(``FitStarted``, ``StepEnded``, ``FitEnded``).
+module is the engine's, and may be reorganised. It holds the registration
+records (``SignalType`` with its ``FitDefaults``, ``SamplerType``,
+``LossType``, ``ExporterType``) and the contexts losses, samplers,
+exporters and ``assess`` receive. The observer events are in
+:mod:`inrkit.events`, declared options in :mod:`inrkit.options`.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from inrkit.errors import ConfigError
+from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings  # noqa: F401 - until every engine module imports inrkit.events
+from inrkit.options import Option
 from inrkit.signal import Batch, Signal
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -104,7 +106,8 @@ class ExportRequest:
     path:
         Output file to write (the exporter must write it atomically).
     options:
-        Exporter options from the command line (e.g. ``resolution``).
+        Options from the command line: the core's ``resolution`` (a list of
+        samples per axis) and the exporter's declared :class:`Option` values.
     """
 
     evaluate: Callable[[torch.Tensor], torch.Tensor]
@@ -115,38 +118,13 @@ class ExportRequest:
 
 
 @dataclass(frozen=True)
-class SignalType:
-    """A kind of signal: how to load it and how to judge a reconstruction.
+class FitDefaults:
+    """How inrkit fits a signal type when the user says nothing: one home for a signal type's training defaults.
 
     Attributes
     ----------
-    name:
-        The ``--signal`` name.
-    load:
-        ``load(path) -> Signal``; raises :class:`InputError` with a one-line
-        message for any bad file.
-    extensions:
-        File extensions (lower case, with the dot) that select this signal
-        when ``--signal`` is omitted.
-    description:
-        One line for ``inrkit plugins``.
-    exporter:
-        Name of the exporter that writes the run directory's reconstruction.
-    metrics:
-        ``metrics(signal, reconstruction [N, channels], train_mask [N] bool) -> dict``
-        of float metrics, or None for the core's PSNR only.
-    previews:
-        ``previews(signal, reconstruction [N, channels], run_dir) -> list[Path]``:
-        pictures for the run directory, or None.
-    report:
-        ``report(signal, evaluate, run_dir) -> dict`` of float metrics judged
-        on something derived from the model rather than on its values at the
-        samples (a mesh extracted from a signed distance field, say), or
-        None. ``evaluate`` is as in :class:`ExportRequest`. It may write files
-        (the derived object, pictures) into ``run_dir``, the staged run
-        directory, before ``metrics.json`` is written.
     loss, sampler:
-        Default loss and sampler names for this signal.
+        Default loss and sampler names.
     batch_size:
         Default coordinates per step with the default sampler (None: all).
     bandlimit_fraction:
@@ -160,16 +138,12 @@ class SignalType:
     params_fraction:
         Default model size as a fraction of the number of sample values
         (samples x channels).
+
+    Example::
+
+        FitDefaults(loss="sdf", sampler="uniform", batch_size=16_384, params_fraction=0.2)
     """
 
-    name: str
-    load: Callable[[Path], Signal]
-    extensions: tuple[str, ...] = ()
-    description: str = ""
-    exporter: str | None = None
-    metrics: Callable[..., dict[str, float]] | None = None
-    previews: Callable[..., list[Path]] | None = None
-    report: Callable[..., dict[str, float]] | None = None
     loss: str = "mse"
     sampler: str = "full"
     batch_size: int | None = None
@@ -177,8 +151,165 @@ class SignalType:
     suggest_bandlimit: Callable[[Signal, int], int] | None = None
     params_fraction: float = 0.25
 
-    def __post_init__(self) -> None:
+
+@dataclass(frozen=True)
+class AssessRequest:
+    """What a signal type's ``assess`` receives after a fit, to judge it and draw it.
+
+    Attributes
+    ----------
+    signal:
+        The fitted signal (CPU).
+    reconstruction:
+        ``[N, channels]``: the model at the signal's samples (CPU).
+    train_mask:
+        ``[N]`` bool: the samples trained on (False: held out).
+    evaluate:
+        ``evaluate(coords [N, d]) -> [N, channels]``, as in :class:`ExportRequest`,
+        for judging something derived from the model (a mesh, a finer grid).
+    run_dir:
+        The staged run directory: write pictures and derived files here.
+    """
+
+    signal: Signal
+    reconstruction: torch.Tensor
+    train_mask: torch.Tensor
+    evaluate: Callable[[torch.Tensor], torch.Tensor]
+    run_dir: Path
+
+
+#: A metric: one number, or a series (per frame, per channel) stored whole and summarised on screen.
+MetricValue = float | list[float]
+
+_UNSET: Any = object()
+# Fields of hook version 1.0 that now live in ``SignalType.defaults`` or ``SignalType.assess``.
+_DEFAULT_FIELDS = ("loss", "sampler", "batch_size", "bandlimit_fraction", "suggest_bandlimit", "params_fraction")
+_ASSESS_FIELDS = ("metrics", "previews", "report")
+
+
+@dataclass(frozen=True)
+class SignalType:
+    """A kind of signal: how to load it, how to fit it by default, how to judge and show a fit.
+
+    Attributes
+    ----------
+    name:
+        The ``--signal`` name.
+    load:
+        ``load(path, **options) -> Signal``; raises :class:`InputError` with
+        a one-line message for any bad file. ``options`` are the parsed
+        values of :attr:`options`.
+    extensions:
+        File extensions (lower case, with the dot) that select this signal
+        when ``--signal`` is omitted.
+    description:
+        One line for ``inrkit plugins``.
+    exporter:
+        Name of the exporter that writes the run directory's reconstruction.
+    defaults:
+        Training defaults (:class:`FitDefaults`).
+    assess:
+        ``assess(AssessRequest) -> dict[str, float | list[float]]``: metrics
+        beyond the core's (the core computes ``psnr`` on the trained
+        samples and ``test_psnr`` on held-out ones for every signal), and
+        pictures written into ``request.run_dir``; or None.
+    show:
+        How the CLI shows metrics: ``{name: format}``, a :meth:`str.format`
+        template of ``value`` (``{"ssim": "SSIM {value:.4f}"}``). Metrics
+        not named here are stored in ``metrics.json`` only; series show
+        their mean.
+    options:
+        Loader options (:class:`Option`), set with ``inrkit fit --option``.
+    extension_priority:
+        When two installed signal types claim one extension, the higher
+        priority wins; equal priorities make the extension ambiguous
+        (``--signal`` decides), and ``inrkit plugins`` reports the clash.
+
+    Hook version 1.0's fields ``metrics``, ``previews``, ``report``,
+    ``loss``, ``sampler``, ``batch_size``, ``bandlimit_fraction``,
+    ``suggest_bandlimit`` and ``params_fraction`` are still accepted (with
+    a DeprecationWarning) and mapped onto ``assess`` and ``defaults``.
+    """
+
+    name: str
+    load: Callable[..., Signal]
+    extensions: tuple[str, ...] = ()
+    description: str = ""
+    exporter: str | None = None
+    metrics: InitVar[Any] = _UNSET
+    previews: InitVar[Any] = _UNSET
+    report: InitVar[Any] = _UNSET
+    loss: InitVar[Any] = _UNSET
+    sampler: InitVar[Any] = _UNSET
+    batch_size: InitVar[Any] = _UNSET
+    bandlimit_fraction: InitVar[Any] = _UNSET
+    suggest_bandlimit: InitVar[Any] = _UNSET
+    params_fraction: InitVar[Any] = _UNSET
+    defaults: FitDefaults = field(default_factory=FitDefaults)
+    assess: Callable[[AssessRequest], Mapping[str, MetricValue]] | None = None
+    show: Mapping[str, str] = field(default_factory=dict)
+    options: tuple[Option, ...] = ()
+    extension_priority: int = 0
+
+    def __post_init__(self, metrics, previews, report, loss, sampler, batch_size, bandlimit_fraction,
+                      suggest_bandlimit, params_fraction) -> None:
         _check_name("signal", self.name)
+        legacy_defaults = dict(zip(_DEFAULT_FIELDS, (loss, sampler, batch_size, bandlimit_fraction, suggest_bandlimit,
+                                                     params_fraction)))
+        legacy_defaults = {k: v for k, v in legacy_defaults.items() if v is not _UNSET}
+        legacy_assess = {k: v for k, v in zip(_ASSESS_FIELDS, (metrics, previews, report)) if v is not _UNSET}
+        if legacy_defaults or legacy_assess:
+            names = ", ".join(sorted({**legacy_defaults, **legacy_assess}))
+            warnings.warn(
+                f"SignalType {self.name!r}: {names} are deprecated since hook version 1.1 (removed in inrkit 0.3); "
+                "pass defaults=FitDefaults(...) for training defaults and one assess(request) for metrics and pictures",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        if legacy_defaults:
+            object.__setattr__(self, "defaults", replace(self.defaults, **legacy_defaults))
+        if any(v is not None for v in legacy_assess.values()):
+            if self.assess is not None:
+                raise ConfigError(f"SignalType {self.name!r}: pass assess or the deprecated metrics/previews/report, not both")
+            object.__setattr__(self, "assess", _LegacyAssess(**{k: v for k, v in legacy_assess.items() if v is not None}))
+        object.__setattr__(self, "show", dict(self.show))
+        object.__setattr__(self, "options", tuple(self.options))
+
+    def __getattr__(self, name: str) -> Any:
+        # Reading a field of hook version 1.0 still answers, with a warning.
+        if name in _DEFAULT_FIELDS or name in _ASSESS_FIELDS:
+            warnings.warn(f"SignalType.{name} is deprecated since hook version 1.1 (removed in inrkit 0.3); "
+                          f"read SignalType.{'defaults.' + name if name in _DEFAULT_FIELDS else 'assess'}",
+                          DeprecationWarning, stacklevel=2)
+            if name in _DEFAULT_FIELDS:
+                return getattr(self.defaults, name)
+            assess = self.__dict__.get("assess")
+            return getattr(assess, name, None) if isinstance(assess, _LegacyAssess) else None
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+# The InitVar defaults must not shadow __getattr__ as class attributes.
+for _name in (*_DEFAULT_FIELDS, *_ASSESS_FIELDS):
+    delattr(SignalType, _name)
+
+
+@dataclass(frozen=True)
+class _LegacyAssess:
+    """``assess`` made of hook version 1.0's ``metrics``, ``report`` and ``previews`` callbacks."""
+
+    metrics: Callable[..., Mapping[str, float]] | None = None
+    previews: Callable[..., Any] | None = None
+    report: Callable[..., Mapping[str, float]] | None = None
+
+    def __call__(self, request: AssessRequest) -> dict[str, MetricValue]:
+        result: dict[str, MetricValue] = {}
+        if self.metrics is not None:
+            result.update(self.metrics(request.signal, request.reconstruction, request.train_mask))
+        if self.report is not None:
+            result.update(self.report(request.signal, request.evaluate, request.run_dir))
+        if self.previews is not None:
+            self.previews(request.signal, request.reconstruction, request.run_dir)
+        return result
 
 
 @dataclass(frozen=True)
@@ -216,14 +347,19 @@ class LossType:
         ``fn(context: FitContext, batch: Batch) -> scalar tensor``.
     description:
         One line for ``inrkit plugins``.
+    signals:
+        Names of the signal types it works for (empty: any); ``--loss`` with
+        another signal type is a one-line error before training.
     """
 
     name: str
     fn: Callable[[FitContext, Batch], torch.Tensor]
     description: str = ""
+    signals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("loss", self.name)
+        object.__setattr__(self, "signals", tuple(self.signals))
 
 
 @dataclass(frozen=True)
@@ -243,6 +379,10 @@ class ExporterType:
         about the written file (vertex count, duration...) is shown to the user.
     description:
         One line for ``inrkit plugins``.
+    options:
+        Options it takes (:class:`Option`), set with ``inrkit export --option``
+        and handed over parsed in :attr:`ExportRequest.options`. The core's
+        own ``resolution`` (``--resolution``) comes to every exporter.
     """
 
     name: str
@@ -250,184 +390,8 @@ class ExporterType:
     extensions: tuple[str, ...]
     export: Callable[[ExportRequest], dict[str, Any] | None]
     description: str = ""
+    options: tuple[Option, ...] = ()
 
     def __post_init__(self) -> None:
         _check_name("exporter", self.name)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """A read-only view of the training settings, for losses and observers.
-
-    Plugins read it; they never see the trainer's own configuration object,
-    so the trainer may change without breaking them.
-
-    Attributes
-    ----------
-    steps, max_seconds, target_psnr:
-        The stopping rules (None: not set).
-    lr, lr_final:
-        Learning rate at the start and at the end of the budget.
-    batch_size:
-        Coordinates per step (None: the whole training set).
-    sampler:
-        Name of the sampler in use.
-    holdout:
-        Fraction of the samples held out of training.
-    seed:
-        Seed of initialisation, sampling and hold-out.
-    loss_weight:
-        Weight of a composite loss's second term (e.g. ``mse-stft``'s spectral term).
-    """
-
-    steps: int | None = None
-    max_seconds: float | None = None
-    target_psnr: float | None = None
-    lr: float = 2e-3
-    lr_final: float = 2e-4
-    batch_size: int | None = None
-    sampler: str | None = None
-    holdout: float = 0.0
-    seed: int = 0
-    loss_weight: float = 1.0
-    _source: Any = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, config: Any) -> TrainSettings:
-        """The view of any object with these attribute names (the trainer's configuration)."""
-        if config is None or isinstance(config, cls):
-            return config if config is not None else cls()
-        names = [f.name for f in fields(cls) if not f.name.startswith("_")]
-        return cls(**{name: getattr(config, name) for name in names if hasattr(config, name)}, _source=config)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for names the view does not have: hook version 1.0 handed out
-        # the trainer's whole configuration, so its other attributes still answer, with a warning.
-        source = self.__dict__.get("_source")
-        if name.startswith("_") or source is None or not hasattr(source, name):
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        warnings.warn(
-            f"FitContext.config.{name} is not part of the plugin API since hook version 1.1 "
-            f"(it will be removed in inrkit 0.3); the stable settings are: "
-            f"{', '.join(f.name for f in fields(self) if not f.name.startswith('_'))}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(source, name)
-
-
-class _DictAccess:
-    """Lets observers written for hook version 1.0 (which received dicts) read events as before, with a warning."""
-
-    def _legacy(self, key: str) -> Any:
-        warnings.warn(
-            f"inrkit observer hooks receive a {type(self).__name__} since hook version 1.1; "
-            f"read event.{key} instead of event[{key!r}] (dict access will be removed in inrkit 0.3)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return getattr(self, key)
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
-            raise KeyError(key)
-        return self._legacy(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._legacy(key) if key in self.keys() else default
-
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self)]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
-
-
-@dataclass(frozen=True)
-class FitStarted(_DictAccess):
-    """What ``inrkit_fit_start`` observers receive, once, before the first step.
-
-    Attributes
-    ----------
-    signal:
-        The signal being fitted.
-    model:
-        The model (``[B, d] -> [B, channels]``); observers must not change it.
-    config:
-        The training settings (:class:`TrainSettings`).
-    device:
-        The training device.
-    parameters:
-        Stored numbers of the model (frozen frequencies included).
-    """
-
-    signal: Signal
-    model: torch.nn.Module
-    config: TrainSettings
-    device: torch.device
-    parameters: int
-
-
-@dataclass(frozen=True)
-class StepEnded(_DictAccess):
-    """What ``inrkit_step_end`` observers receive after every recorded step.
-
-    Attributes
-    ----------
-    step:
-        Steps taken before this one (0-based), counted over the whole fit.
-    seconds:
-        Seconds of training so far.
-    loss:
-        The loss of this step.
-    psnr:
-        Training PSNR of this step's batch in dB (NaN when the loss did not evaluate the model on the batch).
-    lr:
-        Learning rate of this step.
-    progress:
-        Fraction of the budget used, in [0, 1].
-    model:
-        The model; observers may evaluate it, never change it.
-    phase:
-        Label of the phase of a fit in phases (``"2: prune + fine-tune"``), else "".
-    """
-
-    step: int
-    seconds: float
-    loss: float
-    psnr: float
-    lr: float
-    progress: float
-    model: torch.nn.Module
-    phase: str = ""
-
-
-@dataclass(frozen=True)
-class FitEnded(_DictAccess):
-    """What ``inrkit_fit_end`` observers receive, once, when training stopped.
-
-    Attributes
-    ----------
-    model:
-        The trained model.
-    curve:
-        One dict per recorded step: ``step``, ``seconds``, ``loss``, ``psnr``, ``lr``.
-    steps:
-        Optimiser steps taken.
-    seconds:
-        Seconds of training.
-    stop_reason:
-        ``steps``, ``max_seconds``, ``target_psnr`` or ``interrupted``.
-    """
-
-    model: torch.nn.Module
-    curve: tuple[Mapping[str, float], ...]
-    steps: int
-    seconds: float
-    stop_reason: str
-
-    @classmethod
-    def of(cls, result: Any) -> FitEnded:
-        """The event for a trainer's result object."""
-        return cls(model=result.model, curve=tuple(result.curve), steps=result.steps, seconds=result.seconds,
-                   stop_reason=result.stop_reason)
+        object.__setattr__(self, "options", tuple(self.options))

@@ -255,16 +255,9 @@ class Signal:
 
 def file_provenance(*paths: Path | str) -> dict[str, str]:
     """``{resolved path: SHA-256}`` of files a loader read, for :attr:`Signal.provenance`."""
-    import hashlib
+    from inrkit.atomic import file_sha256
 
-    result = {}
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        result[str(Path(path).resolve())] = digest.hexdigest()
-    return result
+    return {str(Path(path).resolve()): file_sha256(Path(path)) for path in paths}
 
 
 @dataclass

@@ -13,23 +13,22 @@ import numpy as np
 import torch
 
 from inrkit.errors import ConfigError, TooManyTerms
-from inrkit.hookspecs import hookimpl
-from inrkit.lattice import DEFAULT_PERIOD
-from inrkit.model import SinusoidalINR, stored_parameter_count
-from inrkit.signal import Signal
-from inrkit.spectrum import (
-    PredictedSpectrum,
+from inrkit.fourier import (
     centered,
     energy_fraction_above,
     grid_spectrum,
     noise_energy_fraction,
     nyquist_cutoffs,
-    predict_spectrum,
     radial_profile,
     reachable_energy_fraction,
     signal_spectrum,
     suggest_bandlimit,
 )
+from inrkit.hookspecs import hookimpl
+from inrkit.lattice import DEFAULT_PERIOD
+from inrkit.model import SinusoidalINR, stored_parameter_count
+from inrkit.signal import Signal
+from inrkit.spectrum import PredictedSpectrum, predict_spectrum
 
 _COLOURS = {"target": (120, 120, 120), "reconstruction": (30, 80, 220), "predicted": (230, 120, 0)}
 
@@ -59,7 +58,7 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
         Log-magnitude spectra side by side (target, reconstruction, predicted;
         1D: amplitude curves, 2D: heat maps with the input frequencies as dots,
         3D: radial curves) and a JSON-serialisable summary. Its ``nyquist`` is
-        the finest axis's cutoff (:func:`~inrkit.spectrum.nyquist_cutoffs`);
+        the finest axis's cutoff (:func:`~inrkit.fourier.nyquist_cutoffs`);
         the energy shares use each axis's own Nyquist frequency and bandlimit.
     """
     if signal.grid_shape is None:
@@ -91,7 +90,7 @@ def _radius(cutoffs: tuple[int, ...], spectrum: np.ndarray) -> tuple[int, ...]:
 
 def _reconstruction_spectrum(model: torch.nn.Module, signal: Signal, period: float,
                              reconstruction: torch.Tensor | None) -> np.ndarray:
-    """:func:`~inrkit.spectrum.grid_spectrum` of the model's output on the signal's grid."""
+    """:func:`~inrkit.fourier.grid_spectrum` of the model's output on the signal's grid."""
     from inrkit.train import evaluate
 
     if reconstruction is None:

@@ -176,13 +176,13 @@ def residual_candidates(model: torch.nn.Module, signal: Signal, reconstruction: 
     """Up to ``count`` unused lattice frequencies (``[k, d]``) where the residual's spectrum is strongest.
 
     The residual (target minus reconstruction) of a gridded signal is
-    transformed on the model's lattice (:func:`inrkit.spectrum.grid_spectrum`).
+    transformed on the model's lattice (:func:`inrkit.fourier.grid_spectrum`).
     Candidates lie in the half-space within ``bandlimit``, are not input
     frequencies yet, and score their residual power, halved where a sum or
     difference of two current input frequencies already lands (the hidden
     layer reaches those, weakly). Empty for scattered signals.
     """
-    from inrkit.spectrum import grid_spectrum
+    from inrkit.fourier import grid_spectrum
 
     model = lattice_model(model)
     if signal.grid_shape is None or count < 1:

@@ -33,6 +33,7 @@ from inrkit.config import TrainConfig
 from inrkit.host import Host, PluginInfo
 from inrkit.metrics import psnr
 from inrkit.pipeline import FitSummary, ModelOptions, export_run, fit_file
+from inrkit.signal import grid_coordinates
 from inrkit.train import evaluate
 
 
@@ -89,7 +90,7 @@ def fit_run(
     """Fit ``path`` into the run directory ``output`` with a small model on the CPU."""
     options = ModelOptions(params=params, **model)
     config = TrainConfig(steps=steps, lr=5e-3, lr_final=5e-4, device="cpu")
-    return fit_file(Path(path), Path(output), options, config, signal_name=signal, host=Host())
+    return fit_file(Path(path), Path(output), model_options=options, train_config=config, signal_name=signal, host=Host())
 
 
 def assert_fit_converges(path: Path, output: Path, min_psnr: float, signal: str | None = None, **kwargs: Any) -> FitSummary:
@@ -100,20 +101,33 @@ def assert_fit_converges(path: Path, output: Path, min_psnr: float, signal: str 
     return summary
 
 
-def assert_export_round_trip(run_dir: Path, output: Path, min_psnr: float, options: dict[str, Any] | None = None) -> float:
+def assert_export_round_trip(run_dir: Path, output: Path, min_psnr: float, options: dict[str, Any] | None = None,
+                             exporter: str | None = None, resolution: list[int] | None = None) -> float:
     """Export ``run_dir`` to ``output``, load it back with the signal's loader, compare with the model.
 
-    The loaded file's samples are compared with the model evaluated at the
-    loaded file's own coordinates; the PSNR (dB, on the signal's data range)
-    must reach ``min_psnr`` (quantisation of the file format sets the ceiling).
-    Returns the PSNR.
+    ``options`` are the exporter's declared options, ``exporter`` its name
+    (default: from the extension), ``resolution`` samples per axis as the
+    exporter reads them (may change one axis only). A gridded export spans
+    the fitted signal's domain at its own sample counts, so the loaded
+    file's samples are compared with the model on that grid over the run's
+    extent; a scattered one at the loaded file's own coordinates. The PSNR
+    (dB, on the signal's data range) must reach ``min_psnr`` (quantisation
+    of the file format sets the ceiling). Returns the PSNR.
     """
     host = Host()
-    export_run(Path(run_dir), Path(output), options or {}, host=host, device="cpu")
+    options = dict(options or {})
+    resolution = resolution if resolution is not None else options.pop("resolution", None)
+    export_run(Path(run_dir), Path(output), options=options, exporter_name=exporter, host=host, device="cpu",
+               resolution=resolution)
     run = load_run(Path(run_dir))
     signal_type = host.signal(run.signal["signal_type"])
     loaded = signal_type.load(Path(output))
-    values = evaluate(run.model, loaded.coordinates())
+    extent = run.signal.get("extent")
+    if loaded.grid_shape is not None and extent is not None and len(extent) == loaded.dims:
+        coords = grid_coordinates(loaded.grid_shape, extent)
+    else:
+        coords = loaded.coordinates()
+    values = evaluate(run.model, coords)
     achieved = psnr(values, loaded.values, loaded.data_range)
     assert achieved >= min_psnr, f"exported file differs from the model: {achieved:.2f} dB < {min_psnr} dB"
     return achieved

@@ -15,12 +15,15 @@ import soundfile
 import torch
 
 from inrkit.plugin import (
+    AssessRequest,
     ConfigError,
     ExporterType,
     ExportRequest,
     FitContext,
+    FitDefaults,
     InputError,
     LossType,
+    Option,
     Signal,
     SignalType,
     atomic_output,
@@ -33,11 +36,14 @@ from inrkit.plugins.audio.quality import comparison_picture, log_spectral_distan
 EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".rf64", ".caf") + (
     (".mp3",) if "MP3" in soundfile.available_formats() else ()
 )
+#: The exporters' one option: ``inrkit export run -o x.wav --option sample_rate=48000``.
+SAMPLE_RATE = Option("sample_rate", int, help="output sample rate in Hz (default: the source's; same time span)",
+                     minimum=1, maximum=1_536_000)
 #: Samples of the contiguous window the spectral loss looks at each step.
 STFT_WINDOW = 8192
 
 
-def audio_metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch.Tensor) -> dict[str, float]:
+def audio_metrics(signal: Signal, reconstruction: torch.Tensor) -> dict[str, float]:
     """SNR and log-spectral distance over the whole recording (the PSNR comes from the core)."""
     return {"snr": snr_db(reconstruction, signal.values), "lsd": log_spectral_distance(reconstruction, signal.values)}
 
@@ -48,6 +54,12 @@ def audio_previews(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) 
     with atomic_output(path) as temporary:
         comparison_picture(signal.values, reconstruction).save(temporary, format="PNG")
     return [path]
+
+
+def assess_audio(request: AssessRequest) -> dict[str, float]:
+    """SNR and log-spectral distance, and ``comparison.png`` in the run directory."""
+    audio_previews(request.signal, request.reconstruction, request.run_dir)
+    return audio_metrics(request.signal, request.reconstruction)
 
 
 def _stft_magnitudes(samples: torch.Tensor, size: int) -> torch.Tensor:
@@ -139,21 +151,23 @@ def inrkit_register_signals(register):
             extensions=EXTENSIONS,
             description="audio via libsndfile (WAV 8/16/24/32-bit and float, FLAC, OGG; any rate, any channels)",
             exporter="wav",
-            metrics=audio_metrics,
-            previews=audio_previews,
-            bandlimit_fraction=None,  # from the recording's spectrum: speech at 16 kHz gets ~3.8k, not Nyquist/3 = 10.7k
-            params_fraction=0.25,
+            # Bandlimit from the recording's spectrum: speech at 16 kHz gets ~3.8k, not Nyquist/3 = 10.7k.
+            defaults=FitDefaults(bandlimit_fraction=None, params_fraction=0.25),
+            assess=assess_audio,
+            show={"snr": "SNR {value:.2f} dB", "lsd": "LSD {value:.2f} dB"},
         )
     )
 
 
 @hookimpl
 def inrkit_register_losses(register):
-    register(LossType("mse-stft", mse_stft_loss, "MSE plus loss-weight x multi-resolution STFT loss (audio)"))
+    register(LossType("mse-stft", mse_stft_loss, "MSE plus loss-weight x multi-resolution STFT loss (audio)",
+                      signals=("audio",)))
 
 
 @hookimpl
 def inrkit_register_exporters(register):
-    register(ExporterType("wav", "audio", (".wav",), export_audio, "WAV, source bit depth, any sample rate"))
-    register(ExporterType("flac", "audio", (".flac",), export_audio, "FLAC (16/24-bit), any sample rate"))
-    register(ExporterType("ogg", "audio", (".ogg",), export_audio, "Ogg Vorbis, any sample rate"))
+    options = (SAMPLE_RATE,)
+    register(ExporterType("wav", "audio", (".wav",), export_audio, "WAV, source bit depth, any sample rate", options))
+    register(ExporterType("flac", "audio", (".flac",), export_audio, "FLAC (16/24-bit), any sample rate", options))
+    register(ExporterType("ogg", "audio", (".ogg",), export_audio, "Ogg Vorbis, any sample rate", options))

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from inrkit.plugin import (
+    AssessRequest,
     ConfigError,
     ExporterType,
     ExportRequest,
+    FitDefaults,
     InputError,
     Signal,
     SignalType,
@@ -30,15 +32,10 @@ from inrkit.plugins.image.quality import comparison_picture, ssim
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
 
 
-def image_metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch.Tensor) -> dict[str, float]:
-    """PSNR on the training pixels, on the held-out pixels (if any), on all pixels, and SSIM."""
+def image_metrics(signal: Signal, reconstruction: torch.Tensor) -> dict[str, float]:
+    """PSNR on all pixels (the core reports it on the trained and held-out ones) and SSIM."""
     target = signal.values
-    result = {
-        "psnr": psnr(reconstruction[train_mask], target[train_mask], signal.data_range),
-        "psnr_all": psnr(reconstruction, target, signal.data_range),
-    }
-    if (~train_mask).any():
-        result["test_psnr"] = psnr(reconstruction[~train_mask], target[~train_mask], signal.data_range)
+    result = {"psnr_all": psnr(reconstruction, target, signal.data_range)}
     height, width = signal.grid_shape
     if min(height, width) >= 11:
         shape = (height, width, signal.channels)
@@ -54,6 +51,12 @@ def image_previews(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) 
     path = run_dir / "comparison.png"
     save_image(comparison_picture(target, recon), path)
     return [path]
+
+
+def assess_image(request: AssessRequest) -> dict[str, float]:
+    """SSIM and PSNR over all pixels, and ``comparison.png`` in the run directory."""
+    image_previews(request.signal, request.reconstruction, request.run_dir)
+    return image_metrics(request.signal, request.reconstruction)
 
 
 #: Pillow modes an image run records, with their channel count.
@@ -135,10 +138,10 @@ def inrkit_register_signals(register):
             extensions=EXTENSIONS,
             description="2D images via Pillow (grayscale, RGB, RGBA, palette, 16-bit)",
             exporter="png",
-            metrics=image_metrics,
-            previews=image_previews,
-            bandlimit_fraction=None,  # from the image's spectrum: within 0.4 dB of the best fixed value on the samples
-            params_fraction=0.25,
+            # Bandlimit from the image's spectrum: within 0.4 dB of the best fixed value on the samples.
+            defaults=FitDefaults(bandlimit_fraction=None, params_fraction=0.25),
+            assess=assess_image,
+            show={"ssim": "SSIM {value:.4f}"},
         )
     )
 

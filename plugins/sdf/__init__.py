@@ -23,12 +23,15 @@ import numpy as np
 import torch
 
 from inrkit.plugin import (
+    AssessRequest,
     Batch,
     ConfigError,
     ExporterType,
     ExportRequest,
     FitContext,
+    FitDefaults,
     LossType,
+    Option,
     Signal,
     SignalType,
     atomic_output,
@@ -39,11 +42,12 @@ from inrkit.plugin import (
 if TYPE_CHECKING:
     import trimesh
 
+#: Mesh formats read through trimesh (besides ``.npy`` SDF volumes).
+MESH_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
+
 # trimesh, libigl and scikit-image (through .geometry, .io and .render) are imported where they are
 # used: they take about 0.6 s, which every inrkit command would otherwise pay at plugin registration.
 
-#: Mesh formats read through trimesh (besides ``.npy`` SDF volumes).
-MESH_EXTENSIONS = (".ply", ".obj", ".stl", ".off", ".glb", ".gltf")
 
 #: Marching-cubes resolution of the mesh written into every SDF run directory.
 REPORT_RESOLUTION = 128
@@ -51,6 +55,11 @@ REPORT_RESOLUTION = 128
 EXPORT_RESOLUTION = 256
 #: Largest marching-cubes grid per axis: 1024^3 float32 distances are 4 GiB before extraction.
 MAX_RESOLUTION = 1024
+#: Options of the mesh exporters (``inrkit mesh`` sets them from its flags; ``inrkit export --option``).
+MESH_OPTIONS = (
+    Option("level", float, default=0.0, help="iso-level of the surface, in the input's distance units"),
+    Option("smooth", int, default=0, help="Taubin smoothing iterations", minimum=0, maximum=1000),
+)
 #: SIREN's weights for fitting from oriented points (Sitzmann et al. 2020, their sdf loss).
 SIREN_WEIGHTS = {"surface": 3e3, "normals": 1e2, "eikonal": 5e1, "off_surface": 1e2}
 
@@ -255,6 +264,11 @@ def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor],
     return metrics
 
 
+def assess_sdf(request: AssessRequest) -> dict[str, float]:
+    """:func:`sdf_report`: mesh metrics against the input, ``mesh.ply`` and ``views.png``."""
+    return sdf_report(request.signal, request.evaluate, request.run_dir)
+
+
 def load_sdf(path: Path) -> Signal:
     """Load a mesh, an oriented point cloud or a ``.npy`` volume (:func:`inrkit.plugins.sdf.io.load_sdf`)."""
     from inrkit.plugins.sdf.io import load_sdf as load
@@ -283,27 +297,35 @@ def inrkit_register_signals(register):
             extensions=MESH_EXTENSIONS + (".npy",),
             description="3D signed distance fields from meshes (trimesh), oriented point clouds or .npy volumes",
             exporter=None,
-            report=sdf_report,
-            loss="sdf",
-            sampler="uniform",
-            batch_size=16_384,
-            bandlimit_fraction=None,
-            suggest_bandlimit=sdf_bandlimit,
-            params_fraction=0.2,
+            defaults=FitDefaults(loss="sdf", sampler="uniform", batch_size=16_384, bandlimit_fraction=None,
+                                 suggest_bandlimit=sdf_bandlimit, params_fraction=0.2),
+            assess=assess_sdf,
+            show={"chamfer": "chamfer {value:.3%} of diagonal", "normal_consistency": "normal_consistency {value:.4f}",
+                  "fscore": "fscore {value:.4f}", "iou": "iou {value:.4f}"},
         )
     )
 
 
 @hookimpl
 def inrkit_register_losses(register):
-    register(LossType("sdf", sdf_loss, "L1 on signed distances; SIREN-style for oriented point clouds (SDF)"))
+    register(LossType("sdf", sdf_loss, "L1 on signed distances; SIREN-style for oriented point clouds (SDF)",
+                      signals=("sdf",)))
     register(LossType("sdf-eikonal", sdf_eikonal_loss,
-                      "sdf plus 0.1 x loss-weight x (eikonal + normal alignment), with autograd gradients (SDF)"))
+                      "sdf plus 0.1 x loss-weight x (eikonal + normal alignment), with autograd gradients (SDF)",
+                      signals=("sdf",)))
 
 
 @hookimpl
 def inrkit_register_exporters(register):
     for name in ("ply", "obj", "stl", "glb"):
         register(ExporterType(name, "sdf", (f".{name}",), export_mesh,
-                              f"{name.upper()} mesh by marching cubes at any resolution, original coordinates"))
+                              f"{name.upper()} mesh by marching cubes at any resolution, original coordinates",
+                              MESH_OPTIONS))
     register(ExporterType("npy", "sdf", (".npy",), export_volume, "the field on a grid as float32 .npy"))
+
+
+@hookimpl
+def inrkit_register_commands(app):
+    from inrkit.plugins.sdf.command import mesh_command
+
+    app.command("mesh")(mesh_command)

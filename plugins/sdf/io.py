@@ -32,7 +32,6 @@ import torch
 import trimesh
 
 from inrkit.plugin import InputError, InrkitWarning, Signal, grid_extent, grid_nyquist
-from inrkit.plugins.sdf import MESH_EXTENSIONS
 from inrkit.plugins.sdf.geometry import Transform, fit_transform, signed_distance
 
 #: Fraction of the half-cube left empty around a normalised shape.
@@ -178,7 +177,6 @@ def mesh_signal(mesh: trimesh.Trimesh, path: Path | None = None) -> Signal:
     bank = sample_bank(normalised)
     values = torch.from_numpy(bank["distances"]).float()[:, None]
     return Signal(
-        kind="sdf",
         values=values,
         nyquist=_nyquist(),
         data_range=float(values.max() - values.min()),
@@ -208,7 +206,6 @@ def point_cloud_signal(points: np.ndarray, normals: np.ndarray, path: Path | Non
         raise _fail(path or Path("<points>"), f"has only {len(points)} points; an oriented point cloud needs at least 16")
     transform = fit_transform(points, MARGIN)
     return Signal(
-        kind="sdf",
         values=torch.zeros(len(points), 1),
         nyquist=_nyquist(),
         data_range=2.0,
@@ -314,13 +311,10 @@ def load_volume(path: Path) -> Signal:
     values = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32).reshape(-1, 1))
     # Back to voxel indices, the coordinates marching cubes gives on the input grid itself.
     transform = Transform(tuple((n - 1) / 2.0 for n in shape), 1.0 / spacing)
-    return Signal(
-        kind="sdf",
-        values=values,
-        nyquist=grid_nyquist(shape, extent),
+    return Signal.from_grid(
+        values,
+        shape,
         data_range=float(values.max() - values.min()),
-        grid_shape=shape,
-        extent=extent,
         metadata={"mode": "grid", "transform": transform.to_dict(), "domain_extent": list(extent),
                   "distance_scale": 1.0, "gradient_norm": _median_slope(volume, spacing)},
         source=str(path),

@@ -137,10 +137,10 @@ def test_an_interrupted_fit_never_replaces_a_run(fitted, ctrl_c):
 
 
 def test_ctrl_c_while_writing_finishes_the_writing(tmp_path, monkeypatch):
-    import inrkit.pipeline
+    import inrkit.runwriter
 
     source = image(tmp_path / "photo.png")
-    real = inrkit.pipeline.save_run
+    real = inrkit.runwriter.save_run
     presses = {"count": 1}
 
     def save_with_ctrl_c(*args, **kwargs):
@@ -148,7 +148,7 @@ def test_ctrl_c_while_writing_finishes_the_writing(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("inrkit.pipeline.save_run", save_with_ctrl_c)
+    monkeypatch.setattr("inrkit.runwriter.save_run", save_with_ctrl_c)
     run = tmp_path / "run"
     result = invoke("fit", source, "-o", run, *FAST)
     assert result.exit_code == 130, result.output
@@ -197,3 +197,48 @@ def test_a_source_of_another_shape_is_an_error(fitted, tmp_path):
     rgb = tmp_path / "rgb.png"
     Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(rgb)
     assert "channels 3" in one_error_line(invoke("spectrum", run, "--input", rgb, "-o", tmp_path / "s.png"))
+
+
+def test_tiny_and_constant_inputs_say_what_is_wrong_with_the_input(tmp_path):
+    import soundfile
+
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.array([[0, 255], [128, 64]], np.uint8)).save(tiny)
+    line = one_error_line(invoke("fit", tiny, "-o", tmp_path / "r1", "-q"))
+    assert "(2x2) is too small for the default size" in line and "pass --params" in line
+    suggested = int(line.split("pass --params ")[1].split()[0])
+    result = invoke("fit", tiny, "-o", tmp_path / "r1", "-q", "--steps", "3", "--params", suggested)
+    assert result.exit_code == 0, result.output  # the suggestion works
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(4000), 16000)
+    line = one_error_line(invoke("fit", silent, "-o", tmp_path / "r2", "-q"))
+    assert "constant (every sample is 0)" in line and "nothing to fit" in line
+    assert not (tmp_path / "r2").exists()
+
+
+def test_a_loss_for_another_signal_is_refused_before_training(tmp_path):
+    source = image(tmp_path / "photo.png")
+    line = one_error_line(invoke("fit", source, "-o", tmp_path / "r", "--loss", "mse-stft", *FAST))
+    assert "works for audio signals, not image" in line and "mse" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_absurd_command_options_get_one_line(fitted, tmp_path):
+    _, run = fitted
+    for args, message in [(["--max-order", "-1"], "--max-order"), (["--tol", "-1"], "--tol"), (["--tol", "nan"], "--tol")]:
+        assert message in one_error_line(invoke("spectrum", run, "-o", tmp_path / "s.png", *args))
+    assert not (tmp_path / "s.png").exists()
+    line = one_error_line(invoke("export", run, "-o", tmp_path / "x.png", "--option", "level=3"))
+    assert "exporter 'png' has no option 'level'; its options: none" in line
+    assert "is not NAME=VALUE" in one_error_line(invoke("export", run, "-o", tmp_path / "x.png", "--option", "level"))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_usage_errors_are_one_line_from_the_console_script(capsys, monkeypatch):
+    from inrkit.cli.main import main
+
+    for argv, message in [(["fit", "x.png", "--steps", "nan"], "--steps"), (["fit", "x.png", "--stpes", "3"], "--stpes")]:
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stopped.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

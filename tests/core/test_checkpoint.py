@@ -7,14 +7,12 @@ import sys
 import pytest
 import torch
 
+from inrkit.atomic import atomic_output, deferred_interrupt, recover_leftovers
 from inrkit.checkpoint import (
-    atomic_output,
     check_new_run_dir,
-    deferred_interrupt,
     interrupted_path,
     is_run_dir,
     load_run,
-    recover_leftovers,
     save_run,
     staged_run_dir,
 )

@@ -142,9 +142,9 @@ def test_output_map_is_offset_plus_scale_times_head():
 
 def test_planner_maps_outputs_to_the_signal_range():
     from inrkit.pipeline import ModelOptions, plan_model
-    from inrkit.plugin import Signal, SignalType, grid_extent, grid_nyquist
+    from inrkit.plugin import Signal, SignalType
 
     values = torch.stack([torch.linspace(900, 1100, 50), torch.full((50,), 3.0)], dim=1)
     signal = Signal.from_grid(values, (50,), data_range=200.0)
-    cfg = plan_model(signal, SignalType("t", load=lambda p: signal), ModelOptions(params=500))
+    cfg = plan_model(signal, SignalType("t", load=lambda p: signal), ModelOptions(params=300))
     assert cfg.output_offset == pytest.approx((1000.0, 3.0)) and cfg.output_scale == pytest.approx((100.0, 1.0))

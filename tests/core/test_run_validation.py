@@ -11,14 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from inrkit import runschema
+from inrkit import runschema, tensorcheck
 from inrkit.checkpoint import load_run, model_from_tensors, save_run
-from inrkit.cli.main import app
+from inrkit.cli.main import app, load_plugin_commands
 from inrkit.config import ModelConfig, TrainConfig
 from inrkit.errors import RunDirError
 from inrkit.model import build_model
 from inrkit.signal import grid_extent, grid_nyquist
 
+load_plugin_commands()  # `inrkit mesh` is the SDF plugin's command
 runner = CliRunner()
 DAMAGED = "damaged or was edited by hand"
 
@@ -108,7 +109,7 @@ CONFIGS = [
 def test_expected_tensors_are_those_of_build_model(options):
     config = ModelConfig(**options)
     built = {name: tuple(t.shape) for name, t in build_model(config).state_dict().items()}
-    assert runschema.expected_tensors(config) == built
+    assert tensorcheck.expected_tensors(config) == built
 
 
 def test_every_model_config_field_has_a_check():
@@ -254,7 +255,7 @@ def test_a_huge_width_exits_2_from_export(image_run, monkeypatch):
 
 
 def test_a_model_over_the_size_limit_is_refused(image_run, monkeypatch):
-    monkeypatch.setattr(runschema, "MAX_STORED_NUMBERS", 10)
+    monkeypatch.setattr(tensorcheck, "MAX_STORED_NUMBERS", 10)
     _no_building(monkeypatch)
     assert "more than the 10 inrkit loads" in load_error(image_run)
 

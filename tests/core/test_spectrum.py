@@ -6,21 +6,18 @@ import torch
 
 from inrkit.config import ModelConfig
 from inrkit.errors import ConfigError, TooManyTerms
-from inrkit.model import SinusoidalINR, build_model
-from inrkit.signal import Signal, grid_coordinates, grid_extent, grid_nyquist
-from inrkit.spectrum import (
-    bessel_j,
+from inrkit.fourier import (
     centered,
     energy_fraction_above,
-    enumerate_terms,
     lattice_fft,
     model_spectrum,
-    predict_spectrum,
     radial_profile,
     reachable_energy_fraction,
     suggest_bandlimit,
-    term_amplitudes,
 )
+from inrkit.model import SinusoidalINR, build_model
+from inrkit.signal import Signal, grid_coordinates, grid_extent
+from inrkit.spectrum import bessel_j, enumerate_terms, predict_spectrum, term_amplitudes
 
 
 def series_j(n, x, terms=40):

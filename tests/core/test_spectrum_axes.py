@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from inrkit.config import ModelConfig
-from inrkit.model import build_model
-from inrkit.signal import Signal
-from inrkit.spectrum import (
+from inrkit.fourier import (
     centered,
     energy_fraction_above,
     grid_spacing,
@@ -19,6 +17,8 @@ from inrkit.spectrum import (
     reachable_energy_fraction,
     signal_spectrum,
 )
+from inrkit.model import build_model
+from inrkit.signal import Signal
 from inrkit.spectrum_report import SpectrumRecorder, spectrum_report
 
 PERIOD = 4.0

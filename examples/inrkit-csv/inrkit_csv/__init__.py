@@ -2,7 +2,9 @@
 
 Every column is a channel, every row a sample; rows are equally spaced, so
 time maps to ``[-1, 1]`` and the Nyquist frequency follows from the row count.
-Only the public plugin API (``inrkit.plugin``) is used.
+Only the public plugin API (``inrkit.plugin``) is used: a loader with an
+option (``--option delimiter=;``), training defaults, one ``assess`` for the
+metric and the picture, and an exporter.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from inrkit.plugin import (
+    AssessRequest,
     ConfigError,
     ExporterType,
     ExportRequest,
+    FitDefaults,
     InputError,
+    Option,
     Signal,
     SignalType,
     atomic_output,
@@ -26,16 +31,16 @@ from inrkit.plugin import (
     hookimpl,
 )
 
-INRKIT_HOOK_VERSION = "1.0"
+INRKIT_HOOK_VERSION = "1.1"
 SAMPLE = Path(__file__).with_name("speech_excerpt.csv")
 
 
-def _rows(path: Path) -> tuple[list[str], np.ndarray]:
+def _rows(path: Path, delimiter: str) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise InputError(f"CSV file {path} does not exist; check the path")
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if any(cell.strip() for cell in row)]
     except UnicodeDecodeError:
         raise InputError(f"{path} is not a text CSV file; pass comma-separated numbers") from None
     if not rows:
@@ -61,10 +66,10 @@ def _rows(path: Path) -> tuple[list[str], np.ndarray]:
     return header or [f"column{i}" for i in range(width)], data
 
 
-def load_csv(path: Path) -> Signal:
+def load_csv(path: Path, delimiter: str = ",") -> Signal:
     """Load a CSV file as a 1D signal with one channel per column."""
     path = Path(path)
-    header, data = _rows(path)
+    header, data = _rows(path, delimiter)
     return Signal.from_grid(torch.from_numpy(data).to(torch.float32), (data.shape[0],),
                             metadata={"columns": header, "rows": data.shape[0]}, source=str(path))
 
@@ -87,13 +92,15 @@ def export_csv(request: ExportRequest) -> None:
     _write(request.evaluate(coords).double().numpy(), list(request.metadata["columns"]), request.path)
 
 
-def metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch.Tensor) -> dict[str, float]:
-    """Normalised RMS error per the signal's range, on the training samples."""
-    error = (reconstruction[train_mask] - signal.values[train_mask]).double()
+def assess(request: AssessRequest) -> dict[str, float]:
+    """Normalised RMS error per the signal's range on the training samples, and ``plot.png``."""
+    signal, reconstruction, train = request.signal, request.reconstruction, request.train_mask
+    error = (reconstruction[train] - signal.values[train]).double()
+    plot(signal, reconstruction, request.run_dir)
     return {"nrmse": float(error.pow(2).mean().sqrt()) / signal.data_range}
 
 
-def plot(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) -> list[Path]:
+def plot(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) -> None:
     """``plot.png``: each channel's target (grey), reconstruction (blue) and error (red), stacked."""
     width, lane = 1000, 180
     target, recon = signal.values.double().numpy(), reconstruction.double().numpy()
@@ -116,7 +123,6 @@ def plot(signal: Signal, reconstruction: torch.Tensor, run_dir: Path) -> list[Pa
     path = run_dir / "plot.png"
     with atomic_output(path) as temporary:
         image.save(temporary, format="PNG")
-    return [path]
 
 
 @hookimpl
@@ -128,10 +134,10 @@ def inrkit_register_signals(register):
             extensions=(".csv",),
             description="numeric CSV time series, one channel per column (inrkit-csv)",
             exporter="csv",
-            metrics=metrics,
-            previews=plot,
-            bandlimit_fraction=1.0 / 3.0,
-            params_fraction=0.5,
+            defaults=FitDefaults(bandlimit_fraction=1.0 / 3.0, params_fraction=0.5),
+            assess=assess,
+            show={"nrmse": "NRMSE {value:.4f}"},
+            options=(Option("delimiter", str, default=",", help="column separator", choices=(",", ";", "\t", "|")),),
         )
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inrkit.errors import InputError
+from inrkit.plugin import InputError
 from inrkit.testing import (  # noqa: F401 - fixtures
     assert_export_round_trip,
     assert_fit_converges,
@@ -48,7 +48,7 @@ def test_fit_converges_and_export_round_trips(tmp_path):
 
 def test_export_any_row_count(tmp_path):
     assert_fit_converges(SAMPLE, tmp_path / "run", min_psnr=10.0, steps=20, params=1500)
-    assert_export_round_trip(tmp_path / "run", tmp_path / "dense.csv", 80.0, {"resolution": [5000]})
+    assert_export_round_trip(tmp_path / "run", tmp_path / "dense.csv", 80.0, resolution=[5000], exporter="csv")
     with open(tmp_path / "dense.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["amplitude"] and len(rows) == 5001
@@ -85,3 +85,22 @@ def test_cli_end_to_end_through_the_installed_entry_point(tmp_path):
     assert not (tmp_path / "r2").exists()
     listed = subprocess.run([*cli, "plugins", "--json"], capture_output=True, text=True, env=env)
     assert any(p["name"] == "csv" for p in json.loads(listed.stdout)["plugins"])
+
+
+def test_delimiter_option(tmp_path):
+    from inrkit.cli.main import app
+    from typer.testing import CliRunner
+
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("a;b\n" + "".join(f"{i};{(i * 7) % 5}\n" for i in range(400)))
+    signal = load_csv(semicolons, delimiter=";")
+    assert signal.channels == 2 and signal.grid_shape == (400,)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(semicolons), "-o", str(run), "--option", "delimiter=;", "--steps", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["signal"]["load_options"] == {"delimiter": ";"}
+    result = runner.invoke(app, ["fit", str(semicolons), "-o", str(tmp_path / "r2"), "--option", "delimiter=x", "-q"])
+    assert result.exit_code == 2 and "must be one of" in result.output and not (tmp_path / "r2").exists()
+    result = runner.invoke(app, ["fit", str(semicolons), "-o", str(tmp_path / "r2"), "--option", "colour=red", "-q"])
+    assert result.exit_code == 2 and "has no option 'colour'; its options: delimiter" in result.output

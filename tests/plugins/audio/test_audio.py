@@ -134,11 +134,17 @@ def test_cli_fit_and_export_audio(tmp_path):
     assert (run / "comparison.png").is_file() and (run / "reconstruction.wav").is_file()
     assert soundfile.info(run / "reconstruction.wav").subtype == "PCM_16"
     out = tmp_path / "r.flac"
-    result = runner.invoke(app, ["export", str(run), "--sample-rate", "22050", "-o", str(out)])
+    result = runner.invoke(app, ["export", str(run), "--option", "sample_rate=22050", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert soundfile.info(out).samplerate == 22050
-    bad = runner.invoke(app, ["export", str(run), "--sample-rate", "-5", "-o", str(tmp_path / "x.wav")])
-    assert bad.exit_code == 2 and "--sample-rate" in bad.output and not (tmp_path / "x.wav").exists()
+    for rate, message in [("-5", "at least 1"), ("0", "at least 1"), ("1e9", "whole number"), ("2000000", "at most")]:
+        bad = runner.invoke(app, ["export", str(run), "--option", f"sample_rate={rate}", "-o", str(tmp_path / "x.wav")])
+        assert bad.exit_code == 2 and "--option sample_rate" in bad.output and message in bad.output, bad.output
+    assert not (tmp_path / "x.wav").exists()
+    # The deprecated flag still works, with a warning naming its replacement.
+    old = runner.invoke(app, ["export", str(run), "--sample-rate", "8000", "-o", str(tmp_path / "old.wav")])
+    assert old.exit_code == 0 and "--option sample_rate" in old.output
+    assert soundfile.info(tmp_path / "old.wav").samplerate == 8000
     mp = tmp_path / "song.m4a"
     mp.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
     unsupported = runner.invoke(app, ["fit", "--signal", "audio", str(mp), "-o", str(tmp_path / "r2"), "--quiet"])

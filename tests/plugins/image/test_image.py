@@ -122,11 +122,16 @@ def test_export_resamples_a_constant_function(tmp_path):
 
 
 def test_metrics_include_holdout_and_ssim():
+    from inrkit.runwriter import core_metrics
+
     signal = load_image(DATASETS / "camera-128.png")
     mask = torch.ones(signal.samples, dtype=torch.bool)
     mask[::10] = False
     noisy = signal.values + 0.02
-    metrics = image_metrics(signal, noisy, mask)
-    assert metrics["psnr"] == pytest.approx(20 * np.log10(2 / 0.02), abs=1e-3)
-    assert metrics["test_psnr"] == pytest.approx(metrics["psnr"], abs=1e-3)
-    assert 0.9 < metrics["ssim"] <= 1.0
+    noisy[~mask] += 0.02  # held-out pixels twice as far off: 6 dB lower
+    core = core_metrics(signal, noisy, mask)
+    assert core["psnr"] == pytest.approx(20 * np.log10(2 / 0.02), abs=1e-3)
+    assert core["test_psnr"] == pytest.approx(20 * np.log10(2 / 0.04), abs=1e-3)
+    assert "test_psnr" not in core_metrics(signal, noisy, torch.ones(signal.samples, dtype=torch.bool))
+    metrics = image_metrics(signal, noisy)
+    assert 0.9 < metrics["ssim"] <= 1.0 and metrics["psnr_all"] < core["psnr"]

@@ -9,7 +9,7 @@ import torch
 import trimesh
 from typer.testing import CliRunner
 
-from inrkit.cli.main import app
+from inrkit.cli.main import app, load_plugin_commands
 from inrkit.errors import InputError, InrkitWarning
 from inrkit.plugins.sdf import geometry, io
 from inrkit.plugins.sdf.geometry import (
@@ -26,6 +26,7 @@ from inrkit.plugins.sdf.geometry import (
     torus_sdf,
 )
 
+load_plugin_commands()  # `inrkit mesh` is the SDF plugin's command
 runner = CliRunner()
 DATASETS = Path(__file__).resolve().parents[3] / "datasets"
 

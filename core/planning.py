@@ -1,0 +1,206 @@
+"""Planning a model for a signal: size, bandlimit per axis, widths and output map.
+
+:func:`plan_model` turns a :class:`~inrkit.signal.Signal`, its
+:class:`~inrkit.plugin_types.SignalType` and the user's
+:class:`~inrkit.config.ModelOptions` into a :class:`~inrkit.config.ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+
+from inrkit.config import ARCHITECTURES, SIREN_HIDDEN_LAYERS, ModelConfig, ModelOptions
+from inrkit.errors import ConfigError, InputError
+from inrkit.lattice import half_space_count, lattice_nyquist
+from inrkit.plugin_types import SignalType
+from inrkit.signal import Signal
+from inrkit.sizing import stored_count, widths_for_params
+
+#: Smallest default model, whatever the signal's size.
+MIN_DEFAULT_PARAMS = 2000
+
+
+def default_params(signal: Signal, signal_type: SignalType) -> int:
+    """Default size: ``params_fraction`` of the sample values, at least :data:`MIN_DEFAULT_PARAMS`."""
+    return max(MIN_DEFAULT_PARAMS, int(signal_type.defaults.params_fraction * signal.samples * signal.channels))
+
+
+def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -> ModelConfig:
+    """Choose a model configuration for ``signal``.
+
+    Raises
+    ------
+    ConfigError
+        For impossible combinations (a budget too small, a bandlimit above
+        Nyquist, explicit widths over the budget...).
+    """
+    layers = _check_options(options)
+    siren = options.architecture == "siren"
+    if options.bandlimit is None and signal_type.defaults.bandlimit_fraction is None and not siren:
+        options = replace(options, bandlimit="auto")
+    _check_not_constant(signal)
+    bandlimit = _bandlimit(signal, signal_type, options)
+    low = _low_bandlimit(options, bandlimit)
+    inputs, width = _widths(signal, signal_type, options, layers)
+    if not siren and options.input_frequencies is None:
+        _check_lattice_holds(signal, options, bandlimit, inputs, layers)
+    offset, scale = output_map(signal)
+    return ModelConfig(
+        output_offset=offset,
+        output_scale=scale,
+        dims=signal.dims,
+        out_channels=signal.channels,
+        input_frequencies=inputs,
+        width=width,
+        hidden_layers=layers,
+        architecture=options.architecture,
+        bandlimit=() if siren else bandlimit,
+        low_bandlimit=() if siren else low,
+        low_fraction=options.low_fraction,
+        c_low=options.c_low,
+        c_high=options.c_high,
+        omega_g=options.omega_g,
+        bound_mode=options.bound_mode,
+        siren_omega0=options.siren_omega0,
+        seed=options.seed,
+    )
+
+
+def _check_options(options: ModelOptions) -> int:
+    """Validate the options that need no signal; returns the number of hidden layers."""
+    if options.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {options.architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+    siren = options.architecture == "siren"
+    layers = options.hidden_layers if options.hidden_layers is not None else (SIREN_HIDDEN_LAYERS if siren else 1)
+    if layers < 1:
+        raise ConfigError(f"--hidden-layers must be at least 1, got {layers}")
+    for name in ("params", "width", "input_frequencies"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
+        raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
+    return layers
+
+
+def _check_not_constant(signal: Signal) -> None:
+    # Gridded signals only: an oriented point cloud is all zeros by design (its loss fits the normals).
+    if signal.grid_shape is not None and bool((signal.values.max(dim=0).values == signal.values.min(dim=0).values).all()):
+        value = float(signal.values[0, 0])
+        raise InputError(f"the signal is constant (every sample is {value:g}{', in every channel' if signal.channels > 1 else ''}): "
+                         "there is nothing to fit; check that the input is the file you meant (silence, a blank image?)")
+
+
+def _check_lattice_holds(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...], inputs: int,
+                         layers: int) -> None:
+    """A model sized from a parameter budget must fit in the lattice below the bandlimit; say so in the signal's terms."""
+    available = half_space_count(bandlimit)
+    if inputs <= available:
+        return
+    largest = stored_count(options.architecture, signal.dims, signal.channels, available,
+                           max(1, round(available / options.input_ratio)), layers, options.bound_mode)
+    shape = "x".join(map(str, signal.grid_shape)) if signal.grid_shape else f"{signal.samples} points"
+    asked = f"--params {options.params}" if options.params else "the default size"
+    raise ConfigError(
+        f"the signal ({shape}) is too small for {asked}: below its bandlimit {tuple(bandlimit)} the lattice holds "
+        f"only {available} frequencies and that size needs {inputs}; pass --params {largest} or less"
+        + ("" if options.bandlimit is not None else ", or a larger --bandlimit (up to the signal's Nyquist)")
+    )
+
+
+def _bandlimit(signal: Signal, signal_type: SignalType, options: ModelOptions) -> tuple[int, ...]:
+    """The largest lattice frequency per axis."""
+    nyquist = lattice_nyquist(signal.nyquist)
+    siren = options.architecture == "siren"
+    if options.bandlimit == "auto":
+        if siren:
+            raise ConfigError("--bandlimit auto applies to lattice and uniform models, not SIREN")
+        return _auto_bandlimit(signal, signal_type, options, nyquist)
+    if isinstance(options.bandlimit, str):
+        raise ConfigError(f"--bandlimit must be a whole number or 'auto', got {options.bandlimit!r}")
+    if isinstance(options.bandlimit, (tuple, list)):
+        return _per_axis_bandlimit(tuple(options.bandlimit), nyquist)
+    if options.bandlimit is not None:
+        if options.bandlimit < 1:
+            raise ConfigError(f"--bandlimit must be at least 1, got {options.bandlimit}")
+        if options.bandlimit > max(nyquist):
+            raise ConfigError(
+                f"--bandlimit {options.bandlimit} is above this signal's Nyquist frequency {max(nyquist)} "
+                "(lattice units); choose a value up to it (a third of it is typical)"
+            )
+        return tuple(min(options.bandlimit, n) for n in nyquist)
+    fraction = signal_type.defaults.bandlimit_fraction or 1.0 / 3.0  # SIREN ignores it
+    return tuple(max(1, round(fraction * n)) for n in nyquist)
+
+
+def _auto_bandlimit(signal: Signal, signal_type: SignalType, options: ModelOptions,
+                    nyquist: tuple[int, ...]) -> tuple[int, ...]:
+    params = options.params or default_params(signal, signal_type)
+    rule = signal_type.defaults.suggest_bandlimit
+    if rule is not None:
+        suggested = rule(signal, params)
+    elif signal.grid_shape is None:
+        raise ConfigError(f"--bandlimit auto needs a gridded signal or a rule from the {signal_type.name!r} plugin; "
+                          "pass a whole number")
+    else:
+        from inrkit.fourier import suggest_bandlimit
+
+        suggested = suggest_bandlimit(signal, params)
+    if isinstance(suggested, (tuple, list)):
+        return tuple(min(max(1, int(b)), n) for b, n in zip(suggested, nyquist, strict=True))
+    return tuple(min(max(1, int(suggested)), n) for n in nyquist)
+
+
+def _per_axis_bandlimit(values: tuple[int, ...], nyquist: tuple[int, ...]) -> tuple[int, ...]:
+    if len(values) != len(nyquist):
+        raise ConfigError(f"--bandlimit has {len(values)} values for a signal with {len(nyquist)} axes; "
+                          f"give one number, or one per axis like {','.join(str(max(1, n // 3)) for n in nyquist)}")
+    for axis, (value, limit) in enumerate(zip(values, nyquist)):
+        if value < 1:
+            raise ConfigError(f"--bandlimit must be at least 1 on every axis, got {value} on axis {axis}")
+        if value > limit:
+            raise ConfigError(f"--bandlimit {value} on axis {axis} is above that axis's Nyquist frequency {limit} "
+                              "(lattice units); choose a value up to it")
+    return tuple(int(v) for v in values)
+
+
+def _low_bandlimit(options: ModelOptions, bandlimit: tuple[int, ...]) -> tuple[int, ...]:
+    if options.low_bandlimit is not None:
+        if options.low_bandlimit < 1:
+            raise ConfigError(f"--low-bandlimit must be at least 1, got {options.low_bandlimit}")
+        return tuple(min(options.low_bandlimit, b) for b in bandlimit)
+    return tuple(max(1, round(b / 3)) for b in bandlimit)
+
+
+def _widths(signal: Signal, signal_type: SignalType, options: ModelOptions, layers: int) -> tuple[int, int]:
+    """(input frequencies, hidden width): explicit, or the largest that fit the parameter budget."""
+    siren = options.architecture == "siren"
+    budget = options.params
+    if options.width is None and options.input_frequencies is None:
+        budget = budget if budget is not None else default_params(signal, signal_type)
+        return widths_for_params(budget, options.architecture, signal.dims, signal.channels, layers,
+                                 options.input_ratio, options.bound_mode)
+    if options.width is None or (options.input_frequencies is None and not siren):
+        raise ConfigError("pass both --width and --input-frequencies (or --params alone)")
+    width = options.width
+    inputs = width if siren else options.input_frequencies
+    if budget is not None:
+        count = stored_count(options.architecture, signal.dims, signal.channels, inputs, width, layers,
+                             options.bound_mode)
+        if count > budget:
+            raise ConfigError(f"--width {width} and --input-frequencies {inputs} store {count} numbers, over --params {budget}")
+    return inputs, width
+
+
+def output_map(signal: Signal) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel offset and scale that map the signal's range to about [-1, 1] (a constant channel gets scale 1)."""
+    low_values, high_values = signal.values.min(dim=0).values, signal.values.max(dim=0).values
+    half_range = ((high_values - low_values) / 2).clamp(min=1e-12)
+    half_range = torch.where(high_values > low_values, half_range, torch.ones_like(half_range))
+    return tuple(((low_values + high_values) / 2).tolist()), tuple(half_range.tolist())
+
+
+__all__ = ["MIN_DEFAULT_PARAMS", "default_params", "output_map", "plan_model"]
