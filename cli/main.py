@@ -38,10 +38,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-#: The L1 weight ``--prune`` uses when ``--l1`` is not given.
-PRUNE_L1 = 1e-7
-
-
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
@@ -212,9 +208,8 @@ def _model_options(settings: dict[str, Any]) -> ModelOptions:
 def _prune_options(settings: dict[str, Any]):
     from inrkit.prune import PruneOptions
 
-    l1 = settings["l1"]
     return PruneOptions(
-        l1=(PRUNE_L1 if settings["prune"] else 0.0) if l1 is None else l1,
+        l1=settings["l1"],
         l1_schedule=settings["l1_schedule"],
         shrink=settings["prune"],
         tolerance_db=settings["prune_tolerance"],

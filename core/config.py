@@ -28,6 +28,8 @@ BOUND_MODES = ("project", "tanh")
 FIT_STEPS = 2000
 #: Fine-tuning steps of ``inrkit prune`` when no budget is given.
 PRUNE_STEPS = 1000
+#: L1 weight on the hidden weights of a shrinking fit (``--prune``) when ``--l1`` is not given.
+PRUNE_L1 = 1e-7
 #: The learning rate decays geometrically to ``lr / LR_DECAY_DIVISOR`` over the budget unless ``lr_final`` is given.
 LR_DECAY_DIVISOR = 10
 

@@ -22,6 +22,10 @@ from inrkit.bounds import column_bounds, project_columns_
 from inrkit.config import ModelConfig
 from inrkit.lattice import sample_lattice_frequencies, sample_uniform_frequencies
 
+#: Offset of the weight-initialisation generator's seed from ``ModelConfig.seed`` (the lattice sampling
+#: uses the seed itself, so the two streams differ).
+INIT_SEED_OFFSET = 1
+
 
 class _BasisLinear(torch.autograd.Function):
     """``D W^T`` with ``D = S cos(phi) + C sin(phi)``, from a cached basis ``S, C``.
@@ -200,7 +204,7 @@ class SinusoidalINR(nn.Module):
     def __init__(self, config: ModelConfig, frequencies: torch.Tensor):
         super().__init__()
         self.config = config
-        generator = torch.Generator().manual_seed(config.seed + 1)
+        generator = torch.Generator().manual_seed(config.seed + INIT_SEED_OFFSET)
         self.input = LatticeSine(frequencies, config.period, generator)
         first_bounds = column_bounds(frequencies, config.low_bandlimit, config.c_low, config.c_high)
         layers = [BoundedSine(frequencies.shape[0], config.width, first_bounds, config.omega_g, config.bound_mode, generator)]
@@ -258,7 +262,7 @@ class Siren(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        generator = torch.Generator().manual_seed(config.seed + 1)
+        generator = torch.Generator().manual_seed(config.seed + INIT_SEED_OFFSET)
         hidden_omega = config.siren_hidden_omega0
         dims, width = config.dims, config.width
         sizes = [(dims, width)] + [(width, width)] * config.hidden_layers

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from inrkit.config import TrainConfig
+from inrkit.config import PRUNE_L1, TrainConfig
 from inrkit.errors import ConfigError
 from inrkit.importance import lattice_model
 from inrkit.metrics import psnr
@@ -75,8 +75,9 @@ class PruneOptions:
     Attributes
     ----------
     l1, l1_schedule:
-        L1 weight on the bounded layers' scaled weights, and its schedule
-        (``constant`` or ``ramp``).
+        L1 weight on the bounded layers' scaled weights (None:
+        :data:`~inrkit.config.PRUNE_L1` when shrinking, else 0), and its
+        schedule (``constant`` or ``ramp``).
     shrink:
         After a first fit on :attr:`fit_fraction` of the budget, prune in
         rounds (each followed by fine-tuning) while the training PSNR stays
@@ -105,7 +106,7 @@ class PruneOptions:
         first fit's share of the budget again).
     """
 
-    l1: float = 0.0
+    l1: float | None = None
     l1_schedule: str = "constant"
     shrink: bool = False
     target_params: int | None = None
@@ -118,6 +119,8 @@ class PruneOptions:
     grow: int = 2
 
     def __post_init__(self) -> None:
+        if self.l1 is None:
+            self.l1 = PRUNE_L1 if self.shrink else 0.0
         if self.target_params is not None and self.target_params < 1:
             raise ConfigError(f"--target-params must be at least 1, got {self.target_params}")
         if not (self.tolerance_db >= 0 and math.isfinite(self.tolerance_db)):
