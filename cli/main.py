@@ -21,13 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from inrkit import __version__
-from inrkit.config import (
-    FIT_STEPS,
-    LR_DECAY_DIVISOR,
-    PRUNE_STEPS,
-    ModelOptions,
-    TrainConfig,
-)
+from inrkit.config import FIT_STEPS, LR_DECAY_DIVISOR, PRUNE_L1, PRUNE_STEPS, ModelOptions, TrainConfig
 
 app = typer.Typer(
     name="inrkit",
