@@ -135,3 +135,28 @@ def test_series_metrics_are_stored_whole_and_shown_as_a_mean():
     assert shown == ["error 2.33 (mean of 3)", "SSIM 0.50"]
     with pytest.raises(Exception, match="metrics are numbers or lists of numbers"):
         _checked_metrics({"bad": "text"}, "video")
+
+
+def test_a_folder_input_fits_and_records_what_its_loader_read(tmp_path):
+    from inrkit.plugin import file_provenance
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(4):
+        np.savetxt(frames / f"{index}.txt", np.sin(np.linspace(0, 3, 64) + index))
+
+    def load_frames(path):
+        files = sorted(Path(path).glob("*.txt"))
+        data = np.stack([np.loadtxt(f) for f in files])  # frames x samples
+        return Signal.from_grid(torch.tensor(data, dtype=torch.float32).reshape(-1, 1), data.shape,
+                                spacing=(4.0, 1.0), provenance=file_provenance(*files), source=str(path))
+
+    host = Host()
+    host.registry["signal"]["frames"] = SignalType(name="frames", load=load_frames)
+    host._owner[("signal", "frames")] = host.plugins[0]
+    fit_file(frames, tmp_path / "run", model_options=ModelOptions(params=400, bandlimit=(1, 8)),
+             train_config=TrainConfig(steps=10, device="cpu"), signal_name="frames", host=host)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["signal"]
+    assert recorded["source_sha256"] is None and len(recorded["provenance"]) == 4
+    assert recorded["provenance"][str((frames / "0.txt").resolve())] == file_provenance(frames / "0.txt").popitem()[1]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["bandlimit"] == [1, 8]
