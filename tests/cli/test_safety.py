@@ -242,3 +242,14 @@ def test_usage_errors_are_one_line_from_the_console_script(capsys, monkeypatch):
             main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert stopped.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_argument_errors_answer_before_any_heavy_import():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom inrkit.cli.main import main\ntry:\n    main(['fit', 'x.png', '--stpes', '3'])\n"
+            "except SystemExit as stop:\n    print(stop.code, sorted(m for m in ('torch', 'numpy', 'PIL', 'trimesh') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    assert done.stderr.startswith("error: No such option: --stpes")
