@@ -213,24 +213,29 @@ def _prune_options(settings: dict[str, Any]):
 
 
 class _observed:
-    """The plugin host with the progress bar attached for the duration of a job."""
+    """The plugin host with the progress display attached for the duration of a job (training and long phases).
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    ``announce``: print the host's problems (plugins skipped) as warnings first.
+    """
+
+    def __init__(self, quiet: bool, announce: bool = True):
+        self.quiet, self.announce = quiet, announce
 
     def __enter__(self):
         from inrkit.cli.progress import ProgressBar
         from inrkit.host import get_host
 
         self.host = get_host()
-        for problem in self.host.problems:
+        for problem in self.host.problems if self.announce else ():
             typer.echo(f"warning: {problem}", err=True)
-        self.bar = ProgressBar(enabled=not self.quiet and sys.stderr.isatty())
+        # A terminal gets a redrawn line; logs and CI a plain line every few seconds.
+        self.bar = ProgressBar(stream=sys.stderr, enabled=not self.quiet, terminal=sys.stderr.isatty())
         self.host.pm.register(self.bar, name="inrkit-progress")
         return self.host
 
     def __exit__(self, *exc) -> bool:
         self.host.pm.unregister(self.bar)
+        self.bar.close()
         return False
 
 
@@ -332,8 +337,9 @@ def export(
         if sample_rate is not None:  # the deprecated alias, until inrkit 0.3
             typer.echo("warning: --sample-rate is deprecated; use --option sample_rate=HZ", err=True)
             options.setdefault("sample_rate", sample_rate)  # the deprecated alias, until inrkit 0.3
-        facts = export_run(run, output, options=options, exporter_name=format, device=device,
-                           resolution=_parse_resolution(resolution))
+        with _observed(quiet=False, announce=False):
+            facts = export_run(run, output, options=options, exporter_name=format, device=device,
+                               resolution=_parse_resolution(resolution))
         typer.echo(f"wrote {output}" + _facts(facts))
 
 
@@ -364,7 +370,8 @@ def spectrum(
         if output.suffix.lower() != ".png":
             _fail(f"-o {output} must end in .png")
         numbers = json_output or output.with_suffix(".json")
-        summary = spectrum_of_run(run, output, numbers, source=input, max_order=max_order, tol=tol, strict=strict)
+        with _observed(quiet=False, announce=False):
+            summary = spectrum_of_run(run, output, numbers, source=input, max_order=max_order, tol=tol, strict=strict)
         noise = summary.get("noise_energy_fraction")
         typer.echo(
             f"wrote {output} and {numbers}: suggested bandlimit {summary['suggested_bandlimit']}"
@@ -424,7 +431,7 @@ class _GuardedApp:
         def decorate(function):
             @functools.wraps(function)
             def guarded(*call_args, **call_kwargs):
-                with _Guard():
+                with _Guard(), _observed(quiet=False, announce=False):
                     return function(*call_args, **call_kwargs)
 
             register(guarded)

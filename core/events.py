@@ -1,7 +1,7 @@
 """The events observer hooks receive, and the read-only training settings plugins see.
 
 Frozen dataclasses (re-exported by :mod:`inrkit.plugin`): ``FitStarted``,
-``StepEnded``, ``FitEnded`` and ``TrainSettings``. Observers written for hook
+``StepEnded``, ``FitEnded``, ``PhaseProgress`` and ``TrainSettings``. Observers written for hook
 version 1.0, which received dicts, can still read them as dicts, with a
 DeprecationWarning naming the attribute to read instead.
 """
@@ -194,3 +194,39 @@ class FitEnded(_DictAccess):
         """The event for a trainer's result object."""
         return cls(model=result.model, curve=tuple(result.curve), steps=result.steps, seconds=result.seconds,
                    stop_reason=result.stop_reason)
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    """What ``inrkit_phase_progress`` observers receive while a long phase other than training runs.
+
+    Sent by :func:`inrkit.progress.report_progress` (building an SDF sample
+    bank, extracting a mesh, writing a run, a spectrum report...), at most
+    about ten times a second.
+
+    Attributes
+    ----------
+    phase:
+        What is being done, in a few words (``"mesh extraction"``); a new phase starts when it changes.
+    done:
+        Work done so far, in ``unit`` (never decreasing within a phase).
+    total:
+        Work of the whole phase, in ``unit``; None when unknown.
+    unit:
+        What ``done`` counts (``"slabs"``, ``"points"``, ``"steps"``), or "".
+    detail:
+        The current sub-step, or "".
+    """
+
+    phase: str
+    done: float
+    total: float | None = None
+    unit: str = ""
+    detail: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1], or None when the total is unknown."""
+        if self.total is None or self.total <= 0:
+            return None
+        return min(1.0, max(0.0, self.done / self.total))

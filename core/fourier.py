@@ -161,10 +161,10 @@ def model_spectrum(model: torch.nn.Module, spacing: float | Sequence[float], dim
 
     ``spacing``: one sample spacing for every axis, or one per axis.
     """
-    from inrkit.train import evaluate
+    from inrkit.progress import evaluate_reporting
 
     samples, coords = period_grid(spacing, dims, period)
-    values = evaluate(model, coords).double().numpy()
+    values = evaluate_reporting(model, coords, "sampling the model over a period").double().numpy()
     return lattice_fft(values.reshape(list(samples) + [values.shape[1]]))
 
 

@@ -8,8 +8,9 @@ Two phases:
   both plugins.
 * **Observer** hooks run during a fit. They receive frozen events
   (:class:`~inrkit.plugin.FitStarted`, :class:`~inrkit.plugin.StepEnded`,
-  :class:`~inrkit.plugin.FitEnded`), return nothing and must not change the
-  model; they are for progress displays, logging, checkpoints.
+  :class:`~inrkit.plugin.FitEnded`, and :class:`~inrkit.plugin.PhaseProgress`
+  for long phases other than training), return nothing and must not change
+  the model; they are for progress displays, logging, checkpoints.
 
 Every hook here is documented with its exact signature in the README's
 "Writing a plugin" section; a test fails when they drift apart.
@@ -25,14 +26,14 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from inrkit.events import FitEnded, FitStarted, StepEnded
+    from inrkit.events import FitEnded, FitStarted, PhaseProgress, StepEnded
     from inrkit.plugin_types import ExporterType, LossType, SamplerType, SignalType
 
 #: Version of the hook specifications. A plugin may declare the version it was
 #: written against as ``INRKIT_HOOK_VERSION``; a different major version is
 #: refused with a clear error, a different minor version works (1.1 added the
-#: typed observer events; 1.0 plugins that read them as dicts get a
-#: DeprecationWarning).
+#: typed observer events and ``inrkit_phase_progress``; 1.0 plugins that read
+#: events as dicts get a DeprecationWarning).
 HOOK_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker("inrkit")
@@ -202,4 +203,27 @@ def inrkit_fit_end(result: FitEnded) -> None:
         @hookimpl
         def inrkit_fit_end(result):
             log.info("stopped by %s after %d steps", result.stop_reason, result.steps)
+    """
+
+
+@hookspec
+def inrkit_phase_progress(progress: PhaseProgress) -> None:
+    """Called while a long phase other than training runs, at most about ten times a second.
+
+    Phases: building an SDF sample bank, evaluating a grid and extracting a
+    mesh, writing a run directory, a spectrum report, large exports. Plugins
+    report their own with :func:`~inrkit.plugin.report_progress`.
+
+    Parameters
+    ----------
+    progress:
+        A :class:`~inrkit.plugin.PhaseProgress`: ``phase``, ``done``,
+        ``total`` (None: unknown), ``unit``, ``detail``.
+
+    Example::
+
+        @hookimpl
+        def inrkit_phase_progress(progress):
+            if progress.total:
+                log.info("%s: %.0f%%", progress.phase, 100 * progress.done / progress.total)
     """

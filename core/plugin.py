@@ -26,7 +26,7 @@ from inrkit.errors import (
     PluginError,
     RunDirError,
 )
-from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings
+from inrkit.events import FitEnded, FitStarted, PhaseProgress, StepEnded, TrainSettings
 from inrkit.hookspecs import HOOK_VERSION, hookimpl
 from inrkit.metrics import psnr, psnr_from_mse
 from inrkit.options import Option
@@ -44,6 +44,7 @@ from inrkit.plugin_types import (
     SamplerType,
     SignalType,
 )
+from inrkit.progress import report_progress
 from inrkit.signal import Batch, Signal, file_provenance, grid_coordinates, grid_extent, grid_nyquist
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
     "FitEnded",
     "FitStarted",
     "StepEnded",
+    "PhaseProgress",
+    "report_progress",
     "TrainSettings",
     "InputError",
     "InrkitError",

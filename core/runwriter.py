@@ -26,12 +26,16 @@ from inrkit.host import Host
 from inrkit.metrics import psnr
 from inrkit.model import stored_parameter_count
 from inrkit.plugin_types import AssessRequest, ExportRequest, SignalType
+from inrkit.progress import Stages, evaluate_reporting
 from inrkit.signal import Signal
 from inrkit.spectrum_report import SpectrumRecorder, spectrum_report
 from inrkit.train import FitResult, evaluate
 
 #: Most predicted-spectrum terms computed for the spectrum.png of a fit.
 FIT_SPECTRUM_TERMS = 50_000
+#: The stages of :func:`write_run`, reported as the phase "writing the run".
+_stage = Stages("writing the run", ("evaluating the model", "assessing", "saving the model",
+                                    "writing the reconstruction", "drawing pictures"))
 
 
 @dataclass
@@ -117,7 +121,8 @@ def core_metrics(signal: Signal, reconstruction: torch.Tensor, train_mask: torch
 def _measure_and_write(output: Path, fitted: FinishedFit, host: Host, overwrite: bool) -> FitSummary:
     model, signal, signal_type, result = fitted.result.model, fitted.signal, fitted.signal_type, fitted.result
     coords = signal.coordinates()
-    reconstruction = evaluate(model, coords)
+    _stage("evaluating the model")
+    reconstruction = evaluate_reporting(model, coords, "evaluating the model")
     train_mask = torch.zeros(signal.samples, dtype=torch.bool)
     train_mask[result.train_index] = True
     metrics: dict[str, Any] = core_metrics(signal, reconstruction, train_mask)
@@ -130,18 +135,26 @@ def _measure_and_write(output: Path, fitted: FinishedFit, host: Host, overwrite:
         "stop_reason": result.stop_reason,
         "device": str(fitted.device),
         "curve": result.curve,
+        "rollbacks": len(result.rollbacks),
     }
+    if result.rollbacks:
+        summary_metrics["rollback_events"] = result.rollbacks
     if fitted.path_taken is not None:
         summary_metrics["prune_path"] = fitted.path_taken
     config = _run_config(fitted, model.config)
     with staged_run_dir(output, overwrite) as staging:
         if signal_type.assess is not None:
+            _stage("assessing", f"assessing ({signal_type.name})")
             request = AssessRequest(signal=signal, reconstruction=reconstruction, train_mask=train_mask,
                                     evaluate=lambda points: evaluate(model, points), run_dir=staging)
             metrics.update(_checked_metrics(signal_type.assess(request), signal_type.name))
+        _stage("saving the model")
         save_run(staging, model.cpu(), config, summary_metrics)
+        _stage("writing the reconstruction")
         _write_reconstruction(staging, fitted, host, config, reconstruction, coords)
+        _stage("drawing pictures")
         _write_pictures(staging, fitted, model.config, reconstruction)
+        _stage.finish()
     summary_metrics["total_seconds"] = time.perf_counter() - fitted.started
     return FitSummary(Path(output), parameters, summary_metrics, result, model.config, signal_type)
 

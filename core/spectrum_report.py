@@ -27,10 +27,14 @@ from inrkit.fourier import (
 from inrkit.hookspecs import hookimpl
 from inrkit.lattice import DEFAULT_PERIOD
 from inrkit.model import SinusoidalINR, stored_parameter_count
+from inrkit.progress import Stages, evaluate_reporting
 from inrkit.signal import Signal
 from inrkit.spectrum import PredictedSpectrum, predict_spectrum
 
 _COLOURS = {"target": (120, 120, 120), "reconstruction": (30, 80, 220), "predicted": (230, 120, 0)}
+#: The stages of :func:`spectrum_report`, reported as the phase "spectrum report".
+_stage = Stages("spectrum report", ("target spectrum", "reconstruction spectrum", "predicted spectrum",
+                                    "noise estimate", "picture"))
 
 
 def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int, ...] | None = None,
@@ -64,11 +68,14 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
     if signal.grid_shape is None:
         raise ConfigError("spectrum pictures need a gridded signal")
     cutoffs = nyquist_cutoffs(signal, period)
+    _stage("target spectrum")
     target = signal_spectrum(signal, period)
     radius = _radius(cutoffs, target)
-    panels = {"target": centered(target, radius),
-              "reconstruction": centered(_reconstruction_spectrum(model, signal, period, reconstruction), radius)}
+    panels = {"target": centered(target, radius)}
+    _stage("reconstruction spectrum")
+    panels["reconstruction"] = centered(_reconstruction_spectrum(model, signal, period, reconstruction), radius)
     summary: dict = {"nyquist": max(cutoffs), "period": period}
+    _stage("predicted spectrum")
     predicted, summary["predicted"] = _predicted(model, max_order, tol, max_terms)
     if predicted is not None:
         panels["predicted"] = predicted.dense(radius)
@@ -78,9 +85,13 @@ def spectrum_report(model: torch.nn.Module, signal: Signal, bandlimit: tuple[int
         summary["reconstruction_energy_above_bandlimit"] = energy_fraction_above(panels["reconstruction"],
                                                                                  list(bandlimit))
     summary["suggested_bandlimit"] = suggest_bandlimit(signal, stored_parameter_count(model), period=period)
+    _stage("noise estimate")
     summary["noise_energy_fraction"] = noise_energy_fraction(model, signal, period)
     summary["target_energy_above_nyquist_half"] = energy_fraction_above(panels["target"], [c // 2 for c in cutoffs])
-    return _figure(model, panels, radius), summary
+    _stage("picture")
+    figure = _figure(model, panels, radius)
+    _stage.finish()
+    return figure, summary
 
 
 def _radius(cutoffs: tuple[int, ...], spectrum: np.ndarray) -> tuple[int, ...]:
@@ -91,10 +102,8 @@ def _radius(cutoffs: tuple[int, ...], spectrum: np.ndarray) -> tuple[int, ...]:
 def _reconstruction_spectrum(model: torch.nn.Module, signal: Signal, period: float,
                              reconstruction: torch.Tensor | None) -> np.ndarray:
     """:func:`~inrkit.fourier.grid_spectrum` of the model's output on the signal's grid."""
-    from inrkit.train import evaluate
-
     if reconstruction is None:
-        reconstruction = evaluate(model, signal.coordinates())
+        reconstruction = evaluate_reporting(model, signal.coordinates(), "evaluating the model")
     values = reconstruction.double().numpy().reshape(*signal.grid_shape, signal.channels)
     return grid_spectrum(values, signal.extent, period)
 

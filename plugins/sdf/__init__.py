@@ -36,6 +36,7 @@ from inrkit.plugin import (
     SignalType,
     atomic_output,
     hookimpl,
+    report_progress,
     stack,
 )
 
@@ -60,6 +61,8 @@ MESH_OPTIONS = (
     Option("level", float, default=0.0, help="iso-level of the surface, in the input's distance units"),
     Option("smooth", int, default=0, help="Taubin smoothing iterations", minimum=0, maximum=1000),
 )
+#: The stages of :func:`sdf_report`, reported as the phase "SDF report".
+REPORT_STAGES = ("extracting the mesh", "sampling the input surface", "mesh metrics", "drawing views")
 #: SIREN's weights for fitting from oriented points (Sitzmann et al. 2020, their sdf loss).
 SIREN_WEIGHTS = {"surface": 3e3, "normals": 1e2, "eikonal": 5e1, "off_surface": 1e2}
 
@@ -167,7 +170,9 @@ def extract_mesh(evaluate: Callable[[torch.Tensor], torch.Tensor], metadata: dic
     volume = evaluate_grid(evaluate, resolution, extent)
     mesh = extract_surface(volume, extent, level / scale)
     if smooth and len(mesh.faces):
+        report_progress("smoothing", 0, 1, "meshes", f"{int(smooth)} Taubin iterations")
         trimesh.smoothing.filter_taubin(mesh, iterations=int(smooth))
+        report_progress("smoothing", 1, 1, "meshes")
     if original and len(mesh.faces):
         transform = Transform.from_dict(metadata["transform"])
         mesh = trimesh.Trimesh(transform.to_original(np.asarray(mesh.vertices)), mesh.faces, process=False)
@@ -243,8 +248,15 @@ def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor],
     from inrkit.plugins.sdf.geometry import Transform, diagonal_of, mesh_metrics
     from inrkit.plugins.sdf.render import render_views
 
+    def stage(name: str) -> None:
+        index = REPORT_STAGES.index(name) if name in REPORT_STAGES else len(REPORT_STAGES)
+        report_progress("SDF report", index, len(REPORT_STAGES), "stages", name)
+
+    stage("extracting the mesh")
     mesh = extract_mesh(evaluate, signal.metadata, (REPORT_RESOLUTION,) * 3, original=False)
+    stage("sampling the input surface")
     reference, points, normals = reference_surface(signal)
+    stage("mesh metrics")
     metrics = mesh_metrics(mesh, points, normals, diagonal_of(points), reference)
     metrics["mesh_resolution"] = float(REPORT_RESOLUTION)
     if len(mesh.faces):
@@ -256,11 +268,13 @@ def sdf_report(signal: Signal, evaluate: Callable[[torch.Tensor], torch.Tensor],
                f"{metrics['normal_consistency']:.3f}, F-score@1% {metrics['fscore']:.3f}"
                + (f", IoU {metrics['iou']:.3f}" if "iou" in metrics else "")
                + (", watertight" if metrics["watertight"] else ", NOT watertight"))
+    stage("drawing views")
     rows = [render_views(mesh, title=f"fitted SDF, marching cubes {REPORT_RESOLUTION}^3: {summary}")]
     if reference is not None:
         rows.insert(0, render_views(reference, title="input surface"))
     with atomic_output(run_dir / "views.png") as temporary:
         stack(rows, horizontal=False).save(temporary, format="PNG")
+    stage("done")
     return metrics
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import trimesh
 
+from inrkit.plugin import report_progress
+
 #: Points sampled on each surface for Chamfer distance, F-score and normal consistency.
 METRIC_POINTS = 100_000
 #: Uniform points in the cube for volumetric IoU.
@@ -108,13 +110,16 @@ def evaluate_grid(
     volume = np.empty(tuple(resolution), dtype=np.float32)
     plane = torch.from_numpy(np.stack(np.meshgrid(ys, zs, indexing="ij"), axis=-1).reshape(-1, 2)).float()
     per_slab = max(1, SLAB_POINTS // plane.shape[0])
+    phase, shape = "evaluating the field", "x".join(str(n) for n in resolution)
     for start in range(0, len(xs), per_slab):
+        report_progress(phase, start, len(xs), "planes", f"{shape} grid")
         chunk = torch.from_numpy(xs[start : start + per_slab]).float()
         coords = torch.cat(
             [chunk.repeat_interleave(plane.shape[0])[:, None], plane.repeat(len(chunk), 1)], dim=1
         )
         values = evaluate(coords)[:, 0].numpy()
         volume[start : start + len(chunk)] = values.reshape(len(chunk), len(ys), len(zs))
+    report_progress(phase, len(xs), len(xs), "planes", f"{shape} grid")
     return volume
 
 
@@ -135,11 +140,16 @@ def extract_surface(
     outside = max(high, level) + 1.0
     padded = np.pad(volume, 1, mode="constant", constant_values=outside)
     spacing = tuple(2.0 * e / (n - 1) for n, e in zip(volume.shape, extent, strict=True))
+    shape = "x".join(str(n) for n in volume.shape)
+    report_progress("marching cubes", 0, 2, "steps", f"{shape} grid")
     # "descent" (skimage's default) winds the triangles so that, for values that grow outwards
     # (negative inside), the normals point out: a positive volume.
     vertices, faces, _, _ = marching_cubes(padded, level=level, spacing=spacing, allow_degenerate=False)
     vertices -= np.asarray(extent) + np.asarray(spacing)  # undo the padding and move to [-e, e]
-    return trimesh.Trimesh(vertices=vertices, faces=faces, process=True)
+    report_progress("marching cubes", 1, 2, "steps", f"{len(faces):,} triangles: merging vertices")
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=True)
+    report_progress("marching cubes", 2, 2, "steps")
+    return mesh
 
 
 def closest_on_mesh(points: np.ndarray, mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
