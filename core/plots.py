@@ -7,12 +7,80 @@ own pictures; these are for the core's spectrum and training views.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 _STOPS = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float64)
+
+
+#: Pillow's default font (a 10 px FreeType face when Pillow has FreeType, else a bitmap font).
+_FONT = ImageFont.load_default()
+#: Least pixels between two words. The default face advances a space by 2 px only, which
+#: anti-aliasing swallows ("PSNRafter each phase"), so words are placed one by one with this gap.
+WORD_GAP = 4
+#: Height of one line of text.
+LINE_HEIGHT = 13
+
+
+def _text_width(text: str) -> float:
+    return float(_FONT.getlength(text))
+
+
+def layout_text(text: str, max_width: float | None = None,
+                measure: Callable[[str], float] = _text_width) -> list[list[tuple[float, str]]]:
+    """Lines of ``(x, word)``: words split at spaces, at least :data:`WORD_GAP` apart, wrapped at ``max_width``.
+
+    Every space of ``text`` stays a gap (two spaces: two gaps); a line breaks
+    only at a space, and a word wider than ``max_width`` gets a line of its own.
+    """
+    lines: list[list[tuple[float, str]]] = []
+    for paragraph in text.split("\n"):
+        line: list[tuple[float, str]] = []
+        x = 0.0
+        for word in paragraph.split(" "):
+            width = measure(word)
+            if line and max_width is not None and x + width > max_width:
+                lines.append(line)
+                line, x = [], 0.0
+            line.append((x, word))
+            x += width + max(WORD_GAP, measure(" "))
+        lines.append(line)
+    return lines
+
+
+def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill=(0, 0, 0),
+              max_width: float | None = None) -> int:
+    """Draw ``text`` word by word (see :func:`layout_text`); returns the number of lines drawn."""
+    lines = layout_text(text, max_width)
+    for row, line in enumerate(lines):
+        for x, word in line:
+            if word:
+                draw.text((xy[0] + x, xy[1] + row * LINE_HEIGHT), word, fill=fill, font=_FONT)
+    return len(lines)
+
+
+def axis_range(values: np.ndarray) -> tuple[float, float]:
+    """The ``(low, high)`` an axis spans for ``values``; a single value or a constant series gets room around it.
+
+    A span too small to draw (one phase, a PSNR that did not change) is
+    widened to 5% of the value on each side, or 0.5 for values near zero.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if high - low > 1e-9 * max(1.0, abs(low), abs(high)):
+        return low, high
+    pad = max(0.05 * abs(low), 0.5)
+    return low - pad, high + pad
+
+
+def _tick(value: float, span: float) -> str:
+    """An axis label with as many decimals as the axis's span needs."""
+    decimals = 0 if span >= 10 else 1 if span >= 1 else 2 if span >= 0.1 else 3
+    return f"{value:.{decimals}f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def colour_ramp(values: np.ndarray) -> np.ndarray:
@@ -71,8 +139,7 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         transformed.append((x, y, colour, label))
     xs = np.concatenate([t[0] for t in transformed]) if transformed else np.zeros(1)
     ys = np.concatenate([t[1] for t in transformed]) if transformed else np.zeros(1)
-    x_low, x_high = float(xs.min()), float(max(xs.max(), xs.min() + 1e-9))
-    y_low, y_high = float(ys.min()), float(max(ys.max(), ys.min() + 1e-9))
+    (x_low, x_high), (y_low, y_high) = axis_range(xs), axis_range(ys)
 
     def to_pixel(x, y):
         px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
@@ -84,23 +151,24 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         points = [to_pixel(a, b) for a, b in zip(x, y)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=1)
-        else:
-            draw.point(points, fill=colour)
+        elif points:  # a single point: a visible dot
+            px, py = points[0]
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
     if marks is not None:
         for x in np.asarray(marks, dtype=np.float64):
             px, _ = to_pixel(x, y_low)
             draw.line([px, height - bottom, px, height - bottom + 5], fill=(0, 150, 150))
     unit = " dB" if log_y else ""
-    draw.text((4, top), f"{y_high:.0f}{unit}", fill=(0, 0, 0))
-    draw.text((4, height - bottom - 10), f"{y_low:.0f}{unit}", fill=(0, 0, 0))
-    draw.text((left, height - bottom + 8), f"{x_low:g}", fill=(0, 0, 0))
-    draw.text((width - right - 40, height - bottom + 8), f"{x_high:g}", fill=(0, 0, 0))
-    draw.text((width // 2 - 40, height - 14), x_label, fill=(0, 0, 0))
-    draw.text((left + 4, 4), title, fill=(0, 0, 0))
+    draw_text(draw, (4, top), f"{_tick(y_high, y_high - y_low)}{unit}")
+    draw_text(draw, (4, height - bottom - 10), f"{_tick(y_low, y_high - y_low)}{unit}")
+    draw_text(draw, (left, height - bottom + 8), _tick(x_low, x_high - x_low))
+    draw_text(draw, (width - right - 40, height - bottom + 8), _tick(x_high, x_high - x_low))
+    draw_text(draw, (width // 2 - 40, height - 14), x_label)
+    draw_text(draw, (left + 4, 4), title, max_width=width - left - right)
     legend_x = width - right - 200
     for row, (_, _, colour, label) in enumerate(transformed):
         draw.line([legend_x, top + 10 + 12 * row, legend_x + 16, top + 10 + 12 * row], fill=colour, width=2)
-        draw.text((legend_x + 20, top + 4 + 12 * row), label, fill=(0, 0, 0))
+        draw_text(draw, (legend_x + 20, top + 4 + 12 * row), label)
     return image
 
 
@@ -117,10 +185,11 @@ def _envelope(x: np.ndarray, y: np.ndarray, points: int) -> tuple[np.ndarray, np
 
 
 def titled(image: Image.Image, title: str) -> Image.Image:
-    """The image with a one-line title above it."""
-    canvas = Image.new("RGB", (image.width, image.height + 16), "white")
-    canvas.paste(image, (0, 16))
-    ImageDraw.Draw(canvas).text((4, 2), title, fill=(0, 0, 0))
+    """The image with a title above it (wrapped to the image's width)."""
+    header = 3 + LINE_HEIGHT * len(layout_text(title, image.width - 8))
+    canvas = Image.new("RGB", (image.width, image.height + header), "white")
+    canvas.paste(image, (0, header))
+    draw_text(ImageDraw.Draw(canvas), (4, 2), title, max_width=image.width - 8)
     return canvas
 
 

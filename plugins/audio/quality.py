@@ -41,37 +41,74 @@ def log_spectral_distance(reconstruction: torch.Tensor, target: torch.Tensor, ep
     return float(torch.stack(distances).mean())
 
 
+#: Dynamic range of the spectrograms, in dB under the target's peak.
+SPECTROGRAM_RANGE_DB = 90.0
+#: Waveform colours: the target is drawn last, as a thin dark outline over the reconstruction's band.
+TARGET_COLOUR, RECONSTRUCTION_COLOUR, ERROR_COLOUR = (0, 0, 0), (110, 160, 245), (220, 30, 30)
+
+
 def _spectrogram_image(samples: torch.Tensor, title: str, reference: float, size: tuple[int, int]) -> Image.Image:
     power = power_spectrogram(samples).numpy().T[::-1]  # frequency up
     level = 10 * np.log10(np.maximum(power, 1e-20) / max(reference, 1e-20))
-    picture = Image.fromarray(colour_ramp(1 + level / 90.0)).resize(size, Image.Resampling.BILINEAR)
+    picture = Image.fromarray(colour_ramp(1 + level / SPECTROGRAM_RANGE_DB)).resize(size, Image.Resampling.BILINEAR)
     return titled(picture, title)
 
 
-def _waveform_image(target: np.ndarray, recon: np.ndarray, size: tuple[int, int]) -> Image.Image:
+def _colour_bar(height: int, width: int = 14) -> Image.Image:
+    """The spectrograms' scale: 0 dB (the target's peak, top) to -SPECTROGRAM_RANGE_DB (bottom)."""
     from PIL import ImageDraw
 
-    width, height = size
-    picture = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(picture)
+    ramp = colour_ramp(np.repeat(np.linspace(1.0, 0.0, height)[:, None], width, axis=1))
+    bar = Image.new("RGB", (width + 30, height), "white")
+    bar.paste(Image.fromarray(ramp), (0, 0))
+    draw = ImageDraw.Draw(bar)
+    draw.text((width + 3, 0), "0", fill=(0, 0, 0))
+    draw.text((width + 3, height - 11), f"-{SPECTROGRAM_RANGE_DB:.0f}", fill=(0, 0, 0))
+    return titled(bar, "dB")
+
+
+def _envelope(series: np.ndarray, columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel column, the lowest and highest sample."""
+    kept = [index for index in columns if len(index)]
+    return np.array([series[i].min() for i in kept]), np.array([series[i].max() for i in kept])
+
+
+def _waveform_image(target: np.ndarray, recon: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Two lanes on one scale: the reconstruction's band with the target's outline drawn over it, then the error."""
+    from PIL import ImageDraw
+
+    width, lane = size[0], size[1] // 2
     columns = np.array_split(np.arange(len(target)), width)
-    for series, colour in ((target, (150, 150, 150)), (recon, (30, 80, 220)), (recon - target, (220, 30, 30))):
-        for x, index in enumerate(columns):
-            if len(index):
-                low, high = float(series[index].min()), float(series[index].max())
-                draw.line([x, (1 - high) * height / 2, x, (1 - low) * height / 2], fill=colour)
-    return titled(picture, "waveform: target (grey), reconstruction (blue), error (red)")
+    lanes = []
+    for drawn in (((recon, RECONSTRUCTION_COLOUR, "band"), (target, TARGET_COLOUR, "outline")),
+                  ((recon - target, ERROR_COLOUR, "band"),)):
+        picture = Image.new("RGB", (width, lane), "white")
+        draw = ImageDraw.Draw(picture)
+        draw.line([0, lane / 2, width, lane / 2], fill=(225, 225, 225))
+        for series, colour, style in drawn:
+            low, high = _envelope(series, columns)
+            low, high = (1 - low) * lane / 2, (1 - high) * lane / 2
+            if style == "band":
+                for x, (top, bottom) in enumerate(zip(high, low)):
+                    draw.line([x, top, x, bottom], fill=colour)
+            else:
+                for edge in (high, low):
+                    draw.line(list(zip(range(len(edge)), edge)), fill=colour, width=1)
+        lanes.append(picture)
+    return stack([titled(lanes[0], "waveform: target (black outline) over reconstruction (blue)"),
+                  titled(lanes[1], "error: reconstruction - target (red), same scale")], horizontal=False, gap=2)
 
 
 def comparison_picture(target: torch.Tensor, reconstruction: torch.Tensor) -> Image.Image:
     """Waveforms, then spectrograms of target, reconstruction and error (first channel), shared dB scale."""
     x, y = target[:, 0], reconstruction[:, 0]
     reference = float(power_spectrogram(x).max())
-    size = (520, 220)
+    size = (500, 220)
     spectrograms = stack([
         _spectrogram_image(x, "target spectrogram", reference, size),
-        _spectrogram_image(y, "reconstruction", reference, size),
-        _spectrogram_image(y - x, "error", reference, size),
+        _spectrogram_image(y, "reconstruction spectrogram", reference, size),
+        _spectrogram_image(y - x, "error spectrogram (reconstruction - target)", reference, size),
+        _colour_bar(size[1]),
     ])
-    waveform = _waveform_image(x.numpy(), y.numpy(), (spectrograms.width, 200))
+    waveform = _waveform_image(x.numpy(), y.numpy(), (spectrograms.width, 240))
     return stack([waveform, spectrograms], horizontal=False)

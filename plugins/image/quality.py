@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inrkit.plugin import stack, titled
+
 
 def _gaussian_window(sigma: float, truncate: float = 3.5) -> torch.Tensor:
     radius = int(truncate * sigma + 0.5)
@@ -69,8 +71,22 @@ def _heat(error: np.ndarray) -> np.ndarray:
     return (np.stack([red, green, blue], axis=-1) * 255).astype(np.uint8)
 
 
+def _colour_bar(height: int, top: float, width: int = 14) -> Image.Image:
+    """A vertical scale of :func:`_heat` from 0 (bottom) to ``top`` (white), with both values written beside it."""
+    from PIL import ImageDraw
+
+    ramp = _heat(np.repeat(np.linspace(1.0, 0.0, height)[:, None], width, axis=1))
+    bar = Image.new("RGB", (width + 44, height), "white")
+    bar.paste(Image.fromarray(ramp), (0, 0))
+    draw = ImageDraw.Draw(bar)
+    draw.rectangle([0, 0, width - 1, height - 1], outline=(0, 0, 0))
+    draw.text((width + 3, 0), f"{top:.3g}", fill=(0, 0, 0))
+    draw.text((width + 3, height - 11), "0", fill=(0, 0, 0))
+    return bar
+
+
 def comparison_picture(target: np.ndarray, reconstruction: np.ndarray, min_height: int = 256) -> Image.Image:
-    """Target | reconstruction | error, side by side.
+    """Target | reconstruction | error with a colour bar, each panel labelled.
 
     Parameters
     ----------
@@ -79,8 +95,9 @@ def comparison_picture(target: np.ndarray, reconstruction: np.ndarray, min_heigh
     min_height:
         Small images are enlarged (nearest neighbour) to at least this height.
 
-    The error panel shows ``|reconstruction - target|`` (mean over channels),
-    scaled so that the 99th percentile is white.
+    The error panel shows ``|reconstruction - target|`` (mean over channels,
+    on the images' 0-1 scale) times a gain that makes its 99th percentile
+    white; the colour bar beside it gives the error each colour stands for.
     """
 
     def as_rgb(array: np.ndarray) -> np.ndarray:
@@ -89,11 +106,17 @@ def comparison_picture(target: np.ndarray, reconstruction: np.ndarray, min_heigh
 
     error = np.abs(reconstruction - target).mean(axis=-1)
     scale = float(np.percentile(error, 99)) or 1.0
-    panels = [as_rgb(target), as_rgb(reconstruction), _heat(error / scale)]
-    gap = np.full((target.shape[0], 4, 3), 255, dtype=np.uint8)
-    strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-    picture = Image.fromarray(strip)
     factor = max(1, math.ceil(min_height / target.shape[0]))
-    if factor > 1:
-        picture = picture.resize((strip.shape[1] * factor, strip.shape[0] * factor), Image.Resampling.NEAREST)
-    return picture
+
+    def enlarged(pixels: np.ndarray) -> Image.Image:
+        picture = Image.fromarray(pixels)
+        size = (pixels.shape[1] * factor, pixels.shape[0] * factor)
+        return picture.resize(size, Image.Resampling.NEAREST) if factor > 1 else picture
+
+    heat = enlarged(_heat(error / scale))
+    panels = [
+        titled(enlarged(as_rgb(target)), "target"),
+        titled(enlarged(as_rgb(reconstruction)), "reconstruction"),
+        titled(stack([heat, _colour_bar(heat.height, scale)], gap=4), f"|error| x {1 / scale:.3g}"),
+    ]
+    return stack(panels, gap=4)
