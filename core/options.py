@@ -85,15 +85,20 @@ class Option:
 
     def describe(self) -> str:
         """One line for help texts: ``name (int, 0 to 8, default 2): help``."""
+        def shown(value: Any) -> str:
+            if isinstance(value, str):
+                return repr(value)
+            return str(int(value)) if self.type is int else f"{value:g}"
+
         facts = [self.type.__name__]
         if self.choices:
-            facts.append("|".join(map(str, self.choices)))
+            facts.append("|".join(shown(c) for c in self.choices))
         if self.minimum is not None or self.maximum is not None:
-            low = "" if self.minimum is None else f"{self.minimum:g}"
-            high = "" if self.maximum is None else f"{self.maximum:g}"
+            low = "" if self.minimum is None else shown(self.minimum)
+            high = "" if self.maximum is None else shown(self.maximum)
             facts.append(f"{low}..{high}")
         if self.default is not None:
-            facts.append(f"default {self.default}")
+            facts.append(f"default {shown(self.default) if isinstance(self.default, str) else self.default}")
         return f"{self.name} ({', '.join(facts)}): {self.help}"
 
 

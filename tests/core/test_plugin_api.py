@@ -133,3 +133,23 @@ def test_from_grid_per_axis_spacing():
     assert abs(signal.nyquist[0] / signal.nyquist[1] - 4.0) < 1e-9
     default = Signal.from_grid(torch.zeros(32 * 8, 1), (32, 8))
     assert default.nyquist[0] == default.nyquist[1] and signal.data_range == 1.0
+
+
+def test_declared_options_parse_and_refuse_with_one_line():
+    from inrkit.errors import ConfigError
+    from inrkit.plugin import Option
+    from inrkit.options import parse_options
+
+    declared = (Option("rate", int, minimum=1, maximum=96000), Option("gain", float, default=1.0),
+                Option("mode", str, default="a", choices=("a", "b")), Option("loud", bool))
+    assert parse_options(declared, {"rate": "48000", "loud": "yes"}, "exporter 'x'") == \
+        {"rate": 48000, "loud": True, "gain": 1.0, "mode": "a"}
+    for given, message in [({"rate": "0"}, "at least 1"), ({"rate": "1e9"}, "whole number"), ({"rate": "96001"}, "at most"),
+                           ({"gain": "nan"}, "finite"), ({"gain": "inf"}, "finite"), ({"mode": "c"}, "one of a, b"),
+                           ({"loud": "maybe"}, "true or false"), ({"colour": "red"}, "has no option 'colour'")]:
+        with pytest.raises(ConfigError, match=message) as caught:
+            parse_options(declared, given, "exporter 'x'")
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="invalid"):
+        Option("Bad Name")
+    assert Option("rate", int, minimum=1, maximum=96000).describe() == "rate (int, 1..96000): "
