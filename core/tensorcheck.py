@@ -148,7 +148,7 @@ def _entry(name: str, entry: Any, fail: Callable[[str], RunDirError]) -> TensorE
         raise fail(f"{what} is described by {_shown(entry)}, not a JSON object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     sizes = {**FLOAT_DTYPES, **INT_DTYPES}
-    if dtype not in sizes or not isinstance(dtype, str):
+    if not isinstance(dtype, str) or dtype not in sizes:
         raise fail(f"{what} has dtype {_shown(dtype)}; a model stores {', '.join(sizes)}")
     if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
         raise fail(f"{what} has shape {_shown(shape)}, not a list of whole numbers >= 0")

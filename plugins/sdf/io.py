@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 import warnings
 import zipfile
 from pathlib import Path
@@ -85,7 +86,7 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
     if isinstance(loaded, trimesh.PointCloud):
         vertices = np.asarray(loaded.vertices, dtype=np.float64)
         _check_vertices(path, vertices)
-        normals = _ply_normals(loaded)
+        normals = _ply_normals(path, loaded)
         if normals is None:
             raise _fail(path, "is a point cloud without normals; an SDF needs a mesh with faces, "
                               "or points with normals (PLY properties nx, ny, nz)")
@@ -104,7 +105,8 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
         raise _fail(path, "has vertices but no faces; pass a triangle mesh, or a point cloud with normals (nx, ny, nz)")
     faces = np.asarray(loaded.faces)
     if faces.min() < 0 or faces.max() >= len(vertices):
-        raise _fail(path, f"has faces that refer to vertex {int(faces.max())} but only {len(vertices)} vertices exist; "
+        bad = int(faces.min() if faces.min() < 0 else faces.max())
+        raise _fail(path, f"has faces that refer to vertex {bad} but only vertices 0 to {len(vertices) - 1} exist; "
                           "the file is damaged")
     _check_extent(path, vertices)
     loaded = trimesh.Trimesh(vertices, loaded.faces, process=True)  # merge duplicate vertices (STL), drop unused
@@ -119,6 +121,9 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
 
 
 def _check_vertices(path: Path, vertices: np.ndarray) -> None:
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise _fail(path, f"has vertices of shape {list(vertices.shape)}, not x, y, z per vertex; "
+                          "the file is damaged or is not a 3D mesh")
     if len(vertices) == 0:
         raise _fail(path, "contains no vertices (an empty mesh); pass a mesh with a surface")
     if not np.all(np.isfinite(vertices)):
@@ -132,12 +137,16 @@ def _check_extent(path: Path, vertices: np.ndarray) -> None:
                           "so it has no signed distance field; pass a solid shape")
 
 
-def _ply_normals(cloud: trimesh.PointCloud) -> np.ndarray | None:
+def _ply_normals(path: Path, cloud: trimesh.PointCloud) -> np.ndarray | None:
     raw = cloud.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
-    if isinstance(raw, dict) and all(k in raw for k in ("nx", "ny", "nz")):
-        return np.stack([np.asarray(raw[k], dtype=np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
-    if isinstance(raw, np.ndarray) and raw.dtype.names and {"nx", "ny", "nz"} <= set(raw.dtype.names):
-        return np.stack([raw[k].astype(np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
+    try:
+        if isinstance(raw, dict) and all(k in raw for k in ("nx", "ny", "nz")):
+            return np.stack([np.asarray(raw[k], dtype=np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
+        if isinstance(raw, np.ndarray) and raw.dtype.names and {"nx", "ny", "nz"} <= set(raw.dtype.names):
+            return np.stack([raw[k].astype(np.float64).reshape(-1) for k in ("nx", "ny", "nz")], axis=1)
+    except (ValueError, TypeError):  # a truncated ASCII row leaves ragged columns
+        raise _fail(path, "has normals (nx, ny, nz) that are not one number each per point; "
+                          "the file is truncated or damaged") from None
     return None
 
 
@@ -283,13 +292,16 @@ def _check_npy_header(path: Path) -> None:
                 shape, _, dtype = fmt.read_array_header_2_0(handle)
             else:  # 3.0 only stores structured dtypes with Unicode field names, never a float grid
                 raise ValueError(f"format version {version[0]}.{version[1]}; a float grid is saved as 1.0 or 2.0")
-        except (ValueError, EOFError, SyntaxError, TypeError) as error:
+        except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as error:
             detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             raise _fail(path, f"is not a readable .npy file ({detail}); save the grid with numpy.save") from None
         offset = handle.tell()
     size = path.stat().st_size
     if dtype.hasobject:
         return  # np.load refuses pickled objects below, without allocating
+    if not all(0 <= n < 2**63 for n in shape):
+        raise _fail(path, f"has a header with an impossible shape {shape} (a dimension is negative or over 2**63); "
+                          "re-save the grid with numpy.save")
     claimed = math.prod(shape) * dtype.itemsize
     if claimed > size - offset:
         raise _fail(path, f"is truncated or forged: its header claims a {dtype} array of shape {shape} "
