@@ -71,6 +71,9 @@ class _Where:
     file: str
 
     def fail(self, key: str, valid: str, got: Any) -> RunDirError:
+        # Keys can come from the file (an unknown model key): shown escaped and short, so the message stays one line.
+        key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+        key = key if len(key) <= 80 else key[:77] + "..."
         return RunDirError(f"{self.file}: {key} must be {valid}, got {_shown(got)}; {DAMAGED}")
 
     def integer(self, key: str, value: Any, low: int = 1, high: int | None = None) -> int:

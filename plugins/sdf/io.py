@@ -51,6 +51,12 @@ def _fail(path: Path, problem: str) -> InputError:
     return InputError(f"{path}: {problem}")
 
 
+def _detail(error: BaseException) -> str:
+    """A library's error as a short phrase on one line (its messages may quote the file)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
 def load_sdf(path: Path) -> Signal:
     """Load a mesh, an oriented point cloud or a ``.npy`` SDF volume (see the module docstring)."""
     path = Path(path)
@@ -78,7 +84,7 @@ def read_shape(path: Path) -> trimesh.Trimesh | tuple[np.ndarray, np.ndarray]:
         # Unprocessed, so NaN vertices are seen (processing drops them) and point normals stay aligned.
         loaded = trimesh.load(str(path), process=False)
     except Exception as error:  # trimesh raises many types for bad files
-        raise _fail(path, f"not a mesh trimesh can read ({type(error).__name__}: {error}); "
+        raise _fail(path, f"not a mesh trimesh can read ({type(error).__name__}: {_detail(error)}); "
                           "use PLY, OBJ, STL, OFF, GLB/GLTF or a .npy SDF grid") from None
     if isinstance(loaded, trimesh.Scene):
         meshes = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh)] if loaded.geometry else []
@@ -292,16 +298,15 @@ def _check_npy_header(path: Path) -> None:
                 shape, _, dtype = fmt.read_array_header_2_0(handle)
             else:  # 3.0 only stores structured dtypes with Unicode field names, never a float grid
                 raise ValueError(f"format version {version[0]}.{version[1]}; a float grid is saved as 1.0 or 2.0")
-        except (ValueError, EOFError, SyntaxError, TypeError, tokenize.TokenError) as error:
-            detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise _fail(path, f"is not a readable .npy file ({detail}); save the grid with numpy.save") from None
+        except (ValueError, EOFError, SyntaxError, TypeError, IndexError, tokenize.TokenError) as error:
+            raise _fail(path, f"is not a readable .npy file ({_detail(error)}); save the grid with numpy.save") from None
         offset = handle.tell()
     size = path.stat().st_size
-    if dtype.hasobject:
-        return  # np.load refuses pickled objects below, without allocating
     if not all(0 <= n < 2**63 for n in shape):
         raise _fail(path, f"has a header with an impossible shape {shape} (a dimension is negative or over 2**63); "
                           "re-save the grid with numpy.save")
+    if dtype.hasobject:
+        return  # np.load refuses pickled objects below, without allocating
     claimed = math.prod(shape) * dtype.itemsize
     if claimed > size - offset:
         raise _fail(path, f"is truncated or forged: its header claims a {dtype} array of shape {shape} "
@@ -319,9 +324,9 @@ def load_volume(path: Path) -> Signal:
     try:
         volume = np.load(path, allow_pickle=False)
     except ValueError as error:
-        raise _fail(path, f"is not a plain .npy array ({error}); save the grid with numpy.save, no pickled objects") from None
+        raise _fail(path, f"is not a plain .npy array ({_detail(error)}); save the grid with numpy.save, no pickled objects") from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise _fail(path, f"is not a readable .npy file ({error}); save the grid with numpy.save") from None
+        raise _fail(path, f"is not a readable .npy file ({_detail(error)}); save the grid with numpy.save") from None
     except MemoryError:
         raise _fail(path, "is too large to load into the memory free; downsample the grid or free memory") from None
     if not isinstance(volume, np.ndarray) or volume.ndim != 3:
