@@ -125,7 +125,8 @@ OPTION_HELP = "NAME=VALUE option a plugin declares for the signal's loader (repe
 
 @app.command()
 def fit(
-    input: Annotated[Path, typer.Argument(help="Signal file to fit (image, audio, mesh... per installed plugins).")],
+    ctx: typer.Context,
+    input: Annotated[Optional[Path], typer.Argument(help="Signal file to fit (image, audio, mesh... per installed plugins); none with --resume.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory to create (default runs/<input name>).")] = None,
     signal: Annotated[Optional[str], typer.Option("--signal", "-s", help="Signal type; default from the file extension.")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help=OPTION_HELP)] = None,
@@ -164,6 +165,8 @@ def fit(
     prune_tolerance: Annotated[float, typer.Option(help="dB of PSNR --prune may give up when no --target-psnr is set.")] = 0.5,
     add_prune_every: Annotated[Optional[int], typer.Option(help="Every N steps, replace the least important input frequencies with new ones from the residual's spectrum.")] = None,
     add_prune_count: Annotated[Optional[int], typer.Option(help="Input frequencies replaced each time (default 5%).")] = None,
+    checkpoint_every: Annotated[Optional[str], typer.Option(help="Write a checkpoint every N steps, or every Ns / Nm (seconds / minutes), into .RUN_DIR.checkpoint beside the run directory, for --resume.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the checkpointed fit of this run directory (no INPUT; only --quiet, --device and --checkpoint-every may be given).")] = None,
 ) -> None:
     """Fit a sinusoidal INR to a signal file and write a run directory.
 
@@ -173,6 +176,13 @@ def fit(
     settings = dict(locals())
     with _Guard():
         from inrkit.pipeline import fit_file
+
+        if resume is not None:
+            _resume(ctx, resume, checkpoint_every, device, quiet)
+            return
+        if input is None:
+            _fail("missing INPUT, the signal file to fit (or --resume RUN_DIR to continue a checkpointed fit); "
+                  "see `inrkit fit --help`")
 
         model_options = _model_options(settings)
         train_config = TrainConfig.with_budget(
@@ -187,10 +197,31 @@ def fit(
             summary = fit_file(input, output or Path("runs") / input.stem, model_options=model_options,
                                train_config=train_config, signal_name=signal, loss_name=loss, overwrite=overwrite,
                                host=host, spectrum_every=spectrum_every, prune=_prune_options(settings),
-                               load_options=_parse_options(option))
+                               load_options=_parse_options(option), checkpoint_every=checkpoint_every)
         if not quiet:
             _summarise(summary)
         _exit_if_interrupted(summary)
+
+
+#: The options ``inrkit fit --resume`` accepts besides itself: everything else comes from the checkpoint.
+_RESUME_OPTIONS = {"resume", "quiet", "device", "checkpoint_every", "ctx"}
+
+
+def _resume(ctx: typer.Context, run_dir: Path, checkpoint_every: str | None, device: str, quiet: bool) -> None:
+    """``inrkit fit --resume RUN_DIR``: refuse what would contradict the checkpoint, then continue."""
+    from inrkit.resume import resume_fit
+
+    given = [p for p in ctx.command.params if p.name not in _RESUME_OPTIONS and _given(ctx, p.name)]
+    if given:
+        shown = next((name for name in given[0].opts if name.startswith("--")), given[0].name.upper())
+        _fail(f"{shown} cannot be combined with --resume: the checkpoint fixes the input and every setting of the "
+              "fit (only --quiet, --device and --checkpoint-every may be given); drop it")
+    with _observed(quiet) as host:
+        summary = resume_fit(run_dir, host=host, checkpoint_every=checkpoint_every,
+                             device=device if _given(ctx, "device") else None)
+    if not quiet:
+        _summarise(summary)
+    _exit_if_interrupted(summary)
 
 
 def _model_options(settings: dict[str, Any]) -> ModelOptions:
@@ -247,10 +278,26 @@ def _exit_if_interrupted(summary) -> None:
         message = f"interrupted at step {summary.result.steps}: the model trained so far was written to {summary.run_dir}"
         if summary.requested_dir is not None:
             message += f" (beside {summary.requested_dir}, which was left as it was)"
+        message += _resume_hint(summary.requested_dir or summary.run_dir)
     else:
         message = f"interrupted while writing: the run was finished first and is complete in {summary.run_dir}"
     typer.echo(message, err=True)
     raise typer.Exit(130)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """True when the user gave option ``name`` (typer vendors click: its ParameterSource is known by name)."""
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """How to continue an interrupted fit, when it left a checkpoint."""
+    from inrkit.resume import checkpoint_step
+
+    step = checkpoint_step(run_dir)
+    if step is None:
+        return ""
+    return f"; its checkpoint (step {step}) was kept: continue with `inrkit fit --resume {run_dir}`"
 
 
 #: How the core's own metrics are shown; plugins declare theirs in ``SignalType.show``.

@@ -9,6 +9,9 @@
   names carry the writer's process id, so a live writer's work is left alone.
 * :func:`deferred_interrupt`: the first Ctrl-C waits until a block of
   writing is finished.
+* ``sync=True`` (:func:`atomic_output`, :func:`write_json`): the file's bytes
+  reach the disk before the rename, and the rename before returning, so that
+  a power loss leaves the old file or the new one (checkpoints).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ _STAGING, _RETIRED = ".partial", ".old"
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
+def atomic_output(path: Path, sync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     On any exception the temporary file is removed and ``path`` is untouched.
+    With ``sync``, the file is flushed to the disk (fsync) before the rename and
+    the folder after it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +51,11 @@ def atomic_output(path: Path) -> Iterator[Path]:
         yield temporary
         if temporary.exists():
             os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+            if sync:
+                fsync_path(temporary)
         os.replace(temporary, path)
+        if sync:
+            fsync_path(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -71,9 +80,26 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (NaN and infinities become null)."""
-    with atomic_output(path) as temporary:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's contents to the disk (folders: where the OS allows it)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        if Path(path).is_dir():
+            return  # some systems cannot open folders
+        raise
+    try:
+        os.fsync(handle)
+    except OSError:
+        if not Path(path).is_dir():
+            raise
+    finally:
+        os.close(handle)
+
+
+def write_json(path: Path, data: Any, sync: bool = False) -> None:
+    """Write JSON atomically (NaN and infinities become null); ``sync``: see :func:`atomic_output`."""
+    with atomic_output(path, sync=sync) as temporary:
         temporary.write_text(json.dumps(_finite(data), indent=2) + "\n")
 
 
@@ -230,4 +256,4 @@ def atomic_directory(path: Path, replace: bool = True) -> Iterator[Path]:
 
 
 __all__ = ["DeferredInterrupt", "atomic_directory", "atomic_output", "deferred_interrupt", "file_sha256",
-           "recover_leftovers", "write_json"]
+           "fsync_path", "recover_leftovers", "write_json"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ def fit_file(
     spectrum_every: int | None = None,
     prune: PruneOptions | None = None,
     load_options: dict[str, Any] | None = None,
+    checkpoint_every: str | None = None,
 ) -> FitSummary:
     """Load ``path``, fit a model, and write a complete run directory at ``output``.
 
@@ -112,14 +113,24 @@ def fit_file(
     ``spectrum_steps.png``: the reconstruction's spectrum every N steps.
     With ``prune`` (:class:`~inrkit.prune.PruneOptions`), the fit uses L1,
     add-prune and/or shrinking rounds, and ``metrics.json`` gets the path it
-    took (``prune_path``), drawn in ``prune_path.png``.
+    took (``prune_path``), drawn in ``prune_path.png``. With
+    ``checkpoint_every`` (``N`` steps, ``Ns`` or ``Nm``; plain fits only) the
+    fit writes checkpoints that :func:`inrkit.resume.resume_fit` continues
+    from. A checkpoint of an unfinished fit at ``output`` is
+    replaced only with ``overwrite``.
     """
     from inrkit.config import FIT_STEPS
+    from inrkit.resume import check_no_checkpoint, checkpointing, parse_every
 
     host = host or get_host()
     model_options = model_options or ModelOptions()
     train_config = train_config or TrainConfig(steps=FIT_STEPS)
+    every = parse_every(checkpoint_every) if checkpoint_every is not None else None
+    if every is not None and prune is not None and prune.active:
+        raise ConfigError("--checkpoint-every is not supported with --prune, --add-prune-every or --l1 yet; "
+                          "drop --checkpoint-every, or fit without pruning")
     check_new_run_dir(output, overwrite)
+    check_no_checkpoint(output, overwrite)
     probe_writable(output)
     device = resolve_device(train_config.device)
     signal, signal_type = load_signal(path, signal_name, host, load_options)
@@ -133,31 +144,69 @@ def fit_file(
                         if not other.signals or signal_type.name in other.signals)
         raise ConfigError(f"--loss {loss.name} works for {', '.join(loss.signals)} signals, not {signal_type.name}; "
                           f"for {signal_type.name} use one of: {', '.join(usable)}")
-    sampler = host.sampler(train_config.sampler)
     model = build_model(model_config)
-    recorder = _spectrum_recorder(signal, spectrum_every)
-    if recorder is not None:
-        host.pm.register(recorder, name="inrkit-spectrum-recorder")
-    started = time.perf_counter()
-    path_taken = None
-    try:
-        if prune is not None and prune.active:
-            from inrkit.prune import pruned_fit
+    job = FitJob(signal, signal_type, source, model, train_config, loss, device, Path(output), overwrite, host,
+                  spectrum_every, prune, model_options)
+    if every is not None:
+        job.checkpointing = checkpointing(job, every, checkpoint_every, load_options)
+    return job.run()
 
-            def grow(params: int) -> torch.nn.Module:
-                bigger = replace(model_options, params=params, width=None, input_frequencies=None)
-                return build_model(plan_model(signal, signal_type, bigger))
 
-            pruned = pruned_fit(model, signal, train_config, loss.fn, sampler.make, prune, host.pm.hook, device, grow)
-            result, path_taken = pruned.result, pruned.path
-        else:
-            result = fit(model, signal, train_config, loss.fn, sampler.make, hook=host.pm.hook, device=device)
-    finally:
+@dataclass
+class FitJob:
+    """A fit ready to train (fresh or resumed): what :meth:`run` trains and writes."""
+
+    signal: Signal
+    signal_type: SignalType
+    source: dict[str, Any]
+    model: torch.nn.Module
+    train_config: TrainConfig
+    loss: Any
+    device: torch.device
+    output: Path
+    overwrite: bool
+    host: Host
+    spectrum_every: int | None = None
+    prune: PruneOptions | None = None
+    model_options: ModelOptions | None = None
+    start: Any = None
+    checkpointing: Any = None
+
+    def run(self) -> FitSummary:
+        """Train, write the run directory, and then remove the checkpoint (unless Ctrl-C stopped training)."""
+        host, signal, signal_type, train_config, prune = self.host, self.signal, self.signal_type, self.train_config, \
+            self.prune
+        sampler = host.sampler(train_config.sampler)
+        recorder = _spectrum_recorder(signal, self.spectrum_every)
         if recorder is not None:
-            host.pm.unregister(recorder)
-    fitted = FinishedFit(signal, signal_type, source, result, loss.name, train_config, device, started, recorder,
-                         path_taken, {"prune": asdict(prune)} if prune and prune.active else {})
-    return write_run(output, fitted, host, overwrite)
+            host.pm.register(recorder, name="inrkit-spectrum-recorder")
+        started = time.perf_counter()
+        path_taken = None
+        try:
+            if prune is not None and prune.active:
+                from inrkit.prune import pruned_fit
+
+                def grow(params: int) -> torch.nn.Module:
+                    bigger = replace(self.model_options, params=params, width=None, input_frequencies=None)
+                    return build_model(plan_model(signal, signal_type, bigger))
+
+                pruned = pruned_fit(self.model, signal, train_config, self.loss.fn, sampler.make, prune, host.pm.hook,
+                                    self.device, grow)
+                result, path_taken = pruned.result, pruned.path
+            else:
+                result = fit(self.model, signal, train_config, self.loss.fn, sampler.make, hook=host.pm.hook,
+                             device=self.device, start=self.start, checkpoint=self.checkpointing)
+        finally:
+            if recorder is not None:
+                host.pm.unregister(recorder)
+        fitted = FinishedFit(signal, signal_type, self.source, result, self.loss.name, train_config, self.device,
+                             started, recorder, path_taken, {"prune": asdict(prune)} if prune and prune.active else {})
+        summary = write_run(self.output, fitted, host, self.overwrite)
+        if result.stop_reason != "interrupted":
+            from inrkit.resume import remove_checkpoint
+
+            remove_checkpoint(self.output)
+        return summary
 
 
 def _batching(train_config: TrainConfig, signal: Signal, signal_type: SignalType, model_config) -> TrainConfig:

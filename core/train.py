@@ -6,6 +6,9 @@ of a step count, a wall-clock budget and a target PSNR. It calls the
 observer hooks (``inrkit_fit_start``, ``inrkit_step_end``, ``inrkit_fit_end``)
 and never prints.
 
+Rollbacks after divergence, continuing from a saved state, the CUDA
+out-of-memory fallback: :mod:`inrkit.recovery`.
+
 Speed: the input layer's frequencies are frozen, so for a model with a
 :class:`~inrkit.model.LatticeSine` input and batches drawn from the signal's
 own samples, ``sin(omega . x)`` and ``cos(omega . x)`` are computed once and a
@@ -17,17 +20,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from inrkit.config import ModelConfig, TrainConfig
-from inrkit.errors import ConfigError, InrkitError
+from inrkit.errors import ConfigError
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
 from inrkit.optim import Adam
 from inrkit.plugin_types import FitContext, FitEnded, FitStarted, SamplerContext, StepEnded, TrainSettings
+from inrkit.recovery import (
+    SNAPSHOT_EVERY,
+    Checkpointing,
+    Rollbacks,
+    TrainState,
+    capture,
+    out_of_memory,
+    random_states,
+    restore_start,
+)
 from inrkit.signal import Batch
 from inrkit.signal import Signal
 
@@ -119,6 +132,11 @@ class FitResult:
         ``steps``, ``max_seconds``, ``target_psnr`` or ``interrupted``.
     train_index, holdout_index:
         Sample indices used for training and held out.
+    rollbacks:
+        One dict per rollback after a divergence: ``step`` (where it was found), ``to_step``,
+        ``reason``, ``lr_scale`` (the learning rate's multiplier from then on).
+    batch_changes:
+        One dict per batch change after CUDA ran out of memory: ``step``, ``draw``, ``batch_size``, ``sampler``.
     """
 
     model: torch.nn.Module
@@ -128,6 +146,8 @@ class FitResult:
     stop_reason: str = ""
     train_index: torch.Tensor | None = None
     holdout_index: torch.Tensor | None = None
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    batch_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Predictor:
@@ -199,6 +219,8 @@ class _Loop:
     check_every: int
     train_index: torch.Tensor
     holdout_index: torch.Tensor
+    generator: torch.Generator
+    device: torch.device
 
     def update(self, value: torch.Tensor) -> None:
         """One optimiser step on the loss ``value``, then the model's projection (if it has one)."""
@@ -228,7 +250,8 @@ def _setup(model: torch.nn.Module, signal: Signal, config: TrainConfig,
                      lr=config.lr, betas=(0.9, config.beta2))
     return _Loop(model=model, signal=on_device, settings=settings, sampler=sampler, predictor=predictor,
                  optimizer=optimizer, project=getattr(model, "project_", None),
-                 check_every=1 if device.type == "cpu" else 10, train_index=train_index, holdout_index=holdout_index)
+                 check_every=1 if device.type == "cpu" else 10, train_index=train_index, holdout_index=holdout_index,
+                 generator=generator, device=device)
 
 
 def _budget_spent(config: TrainConfig, step: int, seconds: float) -> str | None:
@@ -241,14 +264,8 @@ def _budget_spent(config: TrainConfig, step: int, seconds: float) -> str | None:
 
 
 def _record(loop: _Loop, config: TrainConfig, result: FitResult, hook: Any, step: int, seconds: float,
-            value: torch.Tensor, lr: float) -> bool:
-    """Record the curve's point for ``step`` and tell the observers; True when the target PSNR is reached.
-
-    Raises :class:`InrkitError` when the loss is NaN or infinite.
-    """
-    loss_value = float(value.detach())
-    if not math.isfinite(loss_value):
-        raise InrkitError(f"training diverged at step {step} (loss {loss_value}); lower --lr (now {config.lr:g})")
+            loss_value: float, lr: float) -> bool:
+    """Record the curve's point for ``step`` and tell the observers; True when the target PSNR is reached."""
     psnr = math.nan
     if loop.predictor.last is not None:
         seen, output = loop.predictor.last
@@ -273,6 +290,8 @@ def fit(
     hook: Any = None,
     device: torch.device | None = None,
     step_offset: int = 0,
+    start: TrainState | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> FitResult:
     """Train ``model`` on ``signal``.
 
@@ -297,6 +316,8 @@ def fit(
         Steps already taken by earlier fits of the same run (phases of a
         pruned fit): losses see ``step_offset + step`` and batches are drawn
         from a fresh stream, while the hold-out split stays the same.
+    start, checkpoint:
+        A :class:`TrainState` to continue from, bit for bit; when and where to save them.
 
     Returns
     -------
@@ -305,39 +326,75 @@ def fit(
     Raises
     ------
     InrkitError
-        When the loss becomes NaN or infinite (diverged training).
+        When training diverges too often or runs out of CUDA memory (:mod:`inrkit.recovery`).
     """
     device = device or resolve_device(config.device)
+    if start is not None:
+        model.load_state_dict(start.model)
     loop = _setup(model, signal, config, make_sampler, device, step_offset)
     result = FitResult(model=model, train_index=loop.train_index, holdout_index=loop.holdout_index)
+    guard = Rollbacks(result, config)
+    step, draws, seconds_before = 0, 0, 0.0
+    if start is not None:
+        step, draws, seconds_before = start.step, start.draws, start.seconds
+        config = restore_start(loop, start, config, make_sampler, result, guard)
     if hook is not None:
         hook.inrkit_fit_start(info=FitStarted(signal=signal, model=model, config=loop.settings, device=device,
                                               parameters=stored_parameter_count(model)))
 
-    start = time.perf_counter()
-    step = 0
+    began = time.perf_counter()
+    saved_step, saved_seconds = step, seconds_before
+    snapshot: TrainState | None = None
     try:
         while True:
-            seconds = time.perf_counter() - start
+            seconds = seconds_before + time.perf_counter() - began
             spent = _budget_spent(config, step, seconds)
             if spent is not None:
                 result.stop_reason = spent
                 break
-            lr = lr_at(config, progress_of(config, step, seconds))
+            due = checkpoint is not None and checkpoint.due(step, seconds, saved_step, saved_seconds)
+            snap = step % SNAPSHOT_EVERY == 0 or due
+            rng_states = random_states(loop) if snap else None
+            lr = lr_at(config, progress_of(config, step, seconds)) * guard.lr_scale
             loop.optimizer.lr = lr
-            batch = loop.sampler(step)
-            loop.predictor.last = None
-            value = loss(FitContext(model, loop.signal, loop.predictor, step + step_offset, loop.settings), batch)
-            final = config.steps is not None and step == config.steps - 1
-            if (step % loop.check_every == 0 or final) and _record(loop, config, result, hook, step, seconds, value, lr):
-                result.stop_reason = "target_psnr"
-                break
-            loop.update(value)
+            updating = False
+            try:
+                batch = loop.sampler(step)
+                draws += 1
+                loop.predictor.last = None
+                value = loss(FitContext(model, loop.signal, loop.predictor, step + step_offset, loop.settings), batch)
+                final = config.steps is not None and step == config.steps - 1
+                recorded = step % loop.check_every == 0 or final
+                if recorded or snap:
+                    loss_value = float(value.detach())
+                    problem = guard.problem(loss_value, loop.model if snap else None)
+                    if problem is not None:
+                        step = guard.roll_back(loop, snapshot, step, problem)
+                        continue
+                    curve_length = len(result.curve)
+                    if recorded and _record(loop, config, result, hook, step, seconds, loss_value, lr):
+                        result.stop_reason = "target_psnr"
+                        break
+                    if snap:
+                        snapshot = capture(loop, step, seconds, draws - 1, rng_states, curve_length, guard)
+                    if due:
+                        checkpoint.save(replace(snapshot, curve=result.curve[:curve_length]))
+                        saved_step, saved_seconds = step, seconds
+                updating = True
+                loop.update(value)
+            except torch.cuda.OutOfMemoryError:
+                value = None
+                config = out_of_memory(loop, config, make_sampler, result, step, draws)
+                if updating:  # the parameters may be half updated: continue from the last good state
+                    step = guard.restore(loop, snapshot, step)
+                continue
             step += 1
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
+        if checkpoint is not None and snapshot is not None and snapshot.step > saved_step:
+            checkpoint.save_interrupted(snapshot, result.curve)
     result.steps = step
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds_before + time.perf_counter() - began
     if hook is not None:
         hook.inrkit_fit_end(result=FitEnded.of(result))
     return result
