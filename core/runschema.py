@@ -38,6 +38,8 @@ MAX_STORED_NUMBERS = 100_000_000
 MAX_HIDDEN_LAYERS = 64
 #: Most samples a recorded grid may have (an export renders the model on that grid).
 MAX_GRID_SAMPLES = 1 << 31
+#: Largest whole number in a list (bandlimits become int64 tensors).
+MAX_INT64 = (1 << 63) - 1
 #: Seeds ``torch.Generator.manual_seed`` accepts, less one (the model seeds with ``seed + 1``).
 SEED_RANGE = (-(1 << 63), (1 << 64) - 2)
 #: Names of signal types, exporters, samplers and losses (as :mod:`inrkit.plugin` requires).
@@ -117,10 +119,11 @@ class _Where:
             raise self.fail(key, "a JSON object", value)
         return value
 
-    def int_list(self, key: str, value: Any, low: int = 1, length: int | None = None) -> list[int]:
+    def int_list(self, key: str, value: Any, low: int = 1, length: int | None = None,
+                 high: int = MAX_INT64) -> list[int]:
         self._list(key, value, length, f"whole numbers >= {low}")
         for index, item in enumerate(value):
-            self.integer(f"{key}[{index}]", item, low)
+            self.integer(f"{key}[{index}]", item, low, high)
         return value
 
     def number_list(self, key: str, value: Any, low: float | None = None, *, strict: bool = True,
@@ -301,6 +304,6 @@ def _check_signal(where: _Where, signal: dict, model: dict) -> None:
 
 
 __all__ = [
-    "DAMAGED", "MAX_CONFIG_BYTES", "MAX_GRID_SAMPLES", "MAX_HEADER_BYTES", "MAX_HIDDEN_LAYERS", "MAX_STORED_NUMBERS",
-    "MODEL_CHECKS", "SIGNAL_OPTIONAL", "SIGNAL_REQUIRED", "TRAIN_CHECKS", "check_run_config",
+    "DAMAGED", "MAX_CONFIG_BYTES", "MAX_GRID_SAMPLES", "MAX_HEADER_BYTES", "MAX_HIDDEN_LAYERS", "MAX_INT64",
+    "MAX_STORED_NUMBERS", "MODEL_CHECKS", "SIGNAL_OPTIONAL", "SIGNAL_REQUIRED", "TRAIN_CHECKS", "check_run_config",
 ]

@@ -554,3 +554,13 @@ def test_an_unknown_model_key_with_a_newline_stays_one_line(run_seed: Path, tmp_
     config["model"]["\n" + "x" * 200] = None
     (run / "config.json").write_text(json.dumps(config))
     assert "model.\\nxxx" in _one_line(RunDirError, load_run, run)
+
+
+@pytest.mark.parametrize("key", ["bandlimit", "low_bandlimit"])
+def test_a_bandlimit_over_int64_is_one_error(run_seed: Path, tmp_path: Path, key: str) -> None:
+    # [1, 2**63] passed the schema and torch raised "Overflow when unpacking long long" (ValueError) building the model.
+    run = shutil.copytree(run_seed, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["model"][key] = [1, 2**63]
+    (run / "config.json").write_text(json.dumps(config))
+    assert f"model.{key}[1] must be a whole number from 1 to 9223372036854775807" in _one_line(RunDirError, load_run, run)
