@@ -44,7 +44,7 @@ Bounds
 
 CI
     ``derandomize=True`` and no example database, so every run tries the same
-    examples (about 5,000 in all; the whole module takes about 17 s on 2
+    examples (about 5,000 in all; the whole module takes about 21 s on 2
     cores). For a deeper local search: ``INRKIT_FUZZ_SCALE=20`` multiplies
     the example counts and ``INRKIT_FUZZ_RANDOM=1`` draws fresh examples.
 """
