@@ -165,7 +165,7 @@ def fit(
     prune_tolerance: Annotated[float, typer.Option(help="dB of PSNR --prune may give up when no --target-psnr is set.")] = 0.5,
     add_prune_every: Annotated[Optional[int], typer.Option(help="Every N steps, replace the least important input frequencies with new ones from the residual's spectrum.")] = None,
     add_prune_count: Annotated[Optional[int], typer.Option(help="Input frequencies replaced each time (default 5%).")] = None,
-    checkpoint_every: Annotated[Optional[str], typer.Option(help="Write a checkpoint every N steps, or every Ns / Nm (seconds / minutes), into .RUN_DIR.checkpoint beside the run directory, for --resume.")] = None,
+    checkpoint_every: Annotated[Optional[str], typer.Option(help="Write a checkpoint every N steps, or every Ns / Nm (seconds / minutes), into a hidden folder .NAME.checkpoint beside the run directory, for --resume.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the checkpointed fit of this run directory (no INPUT; only --quiet, --device and --checkpoint-every may be given).")] = None,
 ) -> None:
     """Fit a sinusoidal INR to a signal file and write a run directory.
