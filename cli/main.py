@@ -456,9 +456,12 @@ def _declared_options(host) -> dict[str, list[str]]:
     for name, signal_type in sorted(host.registry["signal"].items()):
         if signal_type.options:
             declared[f"signal {name}"] = [o.describe() for o in signal_type.options]
+    shared: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # exporters of one signal declaring the same options
     for (signal_name, name), exporter in sorted(host.registry["exporter"].items()):
         if exporter.options:
-            declared[f"exporter {signal_name}/{name}"] = [o.describe() for o in exporter.options]
+            shared.setdefault((signal_name, tuple(o.describe() for o in exporter.options)), []).append(name)
+    for (signal_name, lines), names in shared.items():
+        declared[f"exporter {signal_name}/{','.join(names)}"] = list(lines)
     return declared
 
 
