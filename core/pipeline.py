@@ -24,6 +24,7 @@ from inrkit.host import Host, get_host
 from inrkit.model import build_model, stored_parameter_count
 from inrkit.options import parse_options
 from inrkit.planning import default_params, plan_model
+from inrkit.progress import evaluate_reporting
 from inrkit.plugin_types import ExportRequest, SignalType
 from inrkit.prune import PruneOptions
 from inrkit.runwriter import (
@@ -34,7 +35,7 @@ from inrkit.runwriter import (
     write_spectrum,
 )
 from inrkit.signal import Signal
-from inrkit.train import evaluate, fit, resolve_device, rows_for
+from inrkit.train import fit, resolve_device, rows_for
 
 #: Signals with more samples than this train on mini-batches unless a batch size is given,
 #: so memory stays bounded (a minute of stereo audio has millions of samples).
@@ -398,7 +399,7 @@ def export_run(
         given["resolution"] = list(resolution)
     model = run.model.to(resolve_device(device))
     request = ExportRequest(
-        evaluate=lambda coords: evaluate(model, coords),
+        evaluate=lambda coords: evaluate_reporting(model, coords, f"rendering {Path(output).name}"),
         geometry=run.signal,
         metadata=run.signal.get("metadata", {}),
         path=Path(output),

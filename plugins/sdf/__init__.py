@@ -30,6 +30,7 @@ from inrkit.plugin import (
     ExportRequest,
     FitContext,
     FitDefaults,
+    InputError,
     LossType,
     Option,
     Signal,
@@ -179,8 +180,38 @@ def extract_mesh(evaluate: Callable[[torch.Tensor], torch.Tensor], metadata: dic
     return mesh
 
 
+def _check_recorded(request: ExportRequest) -> None:
+    """The run must be a 3D SDF fit: run directories are untrusted, and a relabelled one must fail with one line."""
+
+    def fail(key: str, value, valid: str) -> InputError:
+        return InputError(f"the run's signal {key} is {value!r:.60}, it must be {valid} for an SDF run; "
+                          "the run directory is not an SDF fit, is damaged or was edited by hand")
+
+    if request.geometry.get("dims") != 3:
+        raise fail("dims", request.geometry.get("dims"), "3")
+    metadata = request.metadata
+    extent = metadata.get("domain_extent", (1.0, 1.0, 1.0))
+    if not isinstance(extent, (list, tuple)) or len(extent) != 3 or not all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e < float("inf") for e in extent):
+        raise fail("metadata domain_extent", extent, "three positive numbers")
+    scale = metadata.get("distance_scale", 1.0)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < float("inf"):
+        raise fail("metadata distance_scale", scale, "a positive number")
+    transform = metadata.get("transform")
+    try:
+        from inrkit.plugins.sdf.geometry import Transform
+
+        parsed = Transform.from_dict(transform)
+        numbers = np.asarray([*parsed.center, parsed.scale], dtype=np.float64)
+        if len(parsed.center) != 3 or not np.isfinite(numbers).all() or parsed.scale <= 0:
+            raise ValueError
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise fail("metadata transform", transform, "the normalising transform the loader recorded") from None
+
+
 def export_mesh(request: ExportRequest) -> dict:
     """Marching cubes at ``resolution`` (default 256^3), optional Taubin ``smooth``ing, written by trimesh."""
+    _check_recorded(request)
     resolution = _cube_resolution(dict(request.options), EXPORT_RESOLUTION)
     level = float(request.options.get("level", 0.0) or 0.0)
     smooth = int(request.options.get("smooth", 0) or 0)
@@ -209,6 +240,7 @@ def export_volume(request: ExportRequest) -> dict:
     """The field on a ``resolution`` grid (default: the source grid, or 256^3) as a float32 ``.npy``, in input units."""
     from inrkit.plugins.sdf.geometry import evaluate_grid
 
+    _check_recorded(request)
     shape = request.geometry.get("grid_shape")
     resolution = _cube_resolution(dict(request.options), EXPORT_RESOLUTION) if request.options.get("resolution") or not shape else tuple(shape)
     extent = tuple(float(e) for e in request.metadata.get("domain_extent", (1.0, 1.0, 1.0)))

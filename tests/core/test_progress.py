@@ -94,7 +94,7 @@ def test_sample_bank_distances_do_not_depend_on_the_chunks(monkeypatch):
 
 def test_an_export_reports_growing_progress(recorder, monkeypatch, tmp_path):
     monkeypatch.setattr(geometry, "SLAB_POINTS", 1000)
-    request = ExportRequest(evaluate=_sphere, geometry={}, metadata=SPHERE_METADATA, path=tmp_path / "sphere.ply",
+    request = ExportRequest(evaluate=_sphere, geometry={"dims": 3}, metadata=SPHERE_METADATA, path=tmp_path / "sphere.ply",
                             options={"resolution": [24]})
     facts = export_mesh(request)
     assert facts["faces"] > 0 and (tmp_path / "sphere.ply").exists()

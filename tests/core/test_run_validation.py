@@ -343,7 +343,7 @@ def test_a_run_relabelled_throughout_exits_2_from_mesh(image_run):
     edit_config(image_run, lambda c: c["signal"].update(signal_type="sdf", kind="sdf"))
     result = runner.invoke(app, ["mesh", str(image_run), "-o", str(image_run.parent / "m.ply"), "--resolution", "8"])
     line = one_error_line(result)
-    assert "takes 2-D coordinates" in line and "3-D" in line
+    assert "dims is 2, it must be 3 for an SDF run" in line
     assert not (image_run.parent / "m.ply").exists()
 
 

@@ -149,3 +149,15 @@ def test_cli_fit_and_export_audio(tmp_path):
     mp.write_bytes(b"\x00\x00\x00\x20ftypM4A " + b"\x00" * 200)
     unsupported = runner.invoke(app, ["fit", "--signal", "audio", str(mp), "-o", str(tmp_path / "r2"), "--quiet"])
     assert unsupported.exit_code == 2 and "not readable audio" in unsupported.output and str(mp) in unsupported.output
+
+
+def test_a_recording_too_large_for_the_machine_is_refused_before_reading(tmp_path, monkeypatch):
+    import inrkit.plugins.audio.io as audio_io
+
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.zeros((16000, 2), dtype=np.float32) + 0.1, 16000)
+    monkeypatch.setattr(audio_io, "_memory_bytes", lambda: 8 * 16000 * 2 * 4)  # 1/8 of it: exactly one copy fits
+    assert audio_io.load_audio(path).samples == 16000
+    monkeypatch.setattr(audio_io, "_memory_bytes", lambda: 8 * 16000 * 2 * 4 - 8)
+    with pytest.raises(InputError, match=r"too large for this machine: 16,000 frames x 2 channels.*cut it into pieces"):
+        audio_io.load_audio(path)

@@ -371,3 +371,21 @@ def test_volume_slope_is_measured_for_the_eikonal_loss(tmp_path):
     np.save(source, (_grid(lambda p: sphere_sdf(p, 0.5), n=n) * (n - 1) / 2).astype(np.float32))  # voxel units
     signal = io.load_sdf(source)
     assert signal.metadata["gradient_norm"] == pytest.approx((n - 1) / 2, rel=0.02)
+
+
+def test_an_image_run_relabelled_as_sdf_exports_nothing_and_says_why(tmp_path):
+    from PIL import Image
+
+    from inrkit.plugin import InputError, export_run
+    from inrkit.testing import fit_run
+
+    image = tmp_path / "img.png"
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(image)
+    fit_run(image, tmp_path / "run", steps=3, params=300)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["signal"].update(signal_type="sdf", kind="sdf")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    for name in ("x.npy", "x.ply"):
+        with pytest.raises(InputError, match="dims is 2, it must be 3 for an SDF run"):
+            export_run(tmp_path / "run", tmp_path / name, resolution=[8])
+        assert not (tmp_path / name).exists()
