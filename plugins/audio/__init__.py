@@ -15,20 +15,8 @@ import soundfile
 import torch
 
 from inrkit.plugin import (
-    AssessRequest,
-    ConfigError,
-    ExporterType,
-    ExportRequest,
-    FitContext,
-    FitDefaults,
-    InputError,
-    LossType,
-    Option,
-    Signal,
-    SignalType,
-    atomic_output,
-    grid_coordinates,
-    hookimpl,
+    AssessRequest, ConfigError, ExporterType, ExportRequest, FitContext, FitDefaults, InputError, LossType, Option,
+    Signal, SignalType, atomic_output, grid_coordinates, hookimpl
 )
 from inrkit.plugins.audio.io import FORMATS, load_audio, output_subtype, write_audio
 from inrkit.plugins.audio.quality import comparison_picture, log_spectral_distance, snr_db

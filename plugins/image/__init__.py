@@ -14,17 +14,8 @@ from typing import Any
 import torch
 
 from inrkit.plugin import (
-    AssessRequest,
-    ConfigError,
-    ExporterType,
-    ExportRequest,
-    FitDefaults,
-    InputError,
-    Signal,
-    SignalType,
-    grid_coordinates,
-    hookimpl,
-    psnr,
+    AssessRequest, ConfigError, ExporterType, ExportRequest, FitDefaults, InputError, Signal, SignalType,
+    grid_coordinates, hookimpl, psnr
 )
 from inrkit.plugins.image.io import load_image, save_image, to_pixels
 from inrkit.plugins.image.quality import comparison_picture, ssim

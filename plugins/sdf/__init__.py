@@ -23,22 +23,8 @@ import numpy as np
 import torch
 
 from inrkit.plugin import (
-    AssessRequest,
-    Batch,
-    ConfigError,
-    ExporterType,
-    ExportRequest,
-    FitContext,
-    FitDefaults,
-    InputError,
-    LossType,
-    Option,
-    Signal,
-    SignalType,
-    atomic_output,
-    hookimpl,
-    report_progress,
-    stack,
+    AssessRequest, Batch, ConfigError, ExporterType, ExportRequest, FitContext, FitDefaults, InputError, LossType,
+    Option, Signal, SignalType, atomic_output, hookimpl, report_progress, stack
 )
 
 if TYPE_CHECKING:

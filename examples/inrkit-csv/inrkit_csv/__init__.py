@@ -17,18 +17,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from inrkit.plugin import (
-    AssessRequest,
-    ConfigError,
-    ExporterType,
-    ExportRequest,
-    FitDefaults,
-    InputError,
-    Option,
-    Signal,
-    SignalType,
-    atomic_output,
-    grid_coordinates,
-    hookimpl,
+    AssessRequest, ConfigError, ExporterType, ExportRequest, FitDefaults, InputError, Option, Signal, SignalType,
+    atomic_output, grid_coordinates, hookimpl
 )
 
 INRKIT_HOOK_VERSION = "1.1"
