@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from inrkit.atomic import file_sha256
 from inrkit.checkpoint import Run, check_new_run_dir, load_run, probe_writable
 from inrkit.config import ModelOptions, TrainConfig
-from inrkit.errors import ConfigError, InputError, InrkitWarning
+from inrkit.errors import ConfigError
 from inrkit.host import Host, get_host
 from inrkit.model import build_model, stored_parameter_count
 from inrkit.options import parse_options
 from inrkit.planning import default_params, plan_model
-from inrkit.progress import evaluate_reporting
 from inrkit.plugin_types import ExportRequest, SignalType
+from inrkit.progress import evaluate_reporting
 from inrkit.prune import PruneOptions
 from inrkit.runwriter import (
     FinishedFit,
@@ -35,6 +33,13 @@ from inrkit.runwriter import (
     write_spectrum,
 )
 from inrkit.signal import Signal
+from inrkit.sources import (  # noqa: F401 - re-exported
+    _with_seed,
+    load_signal,
+    load_with,
+    reload_source,
+    source_facts,
+)
 from inrkit.train import fit, resolve_device, rows_for
 
 #: Signals with more samples than this train on mini-batches unless a batch size is given,
@@ -45,47 +50,6 @@ FULL_BATCH_LIMIT = 1 << 18
 LARGE_SIGNAL_BATCH = 1 << 15
 #: Options hook version 1.0 handed to every exporter (from ``--sample-rate``); exporters that declare none still get them.
 _LEGACY_EXPORT_OPTIONS = ("sample_rate",)
-
-
-def load_signal(path: Path, signal_name: str | None, host: Host | None = None,
-                options: dict[str, Any] | None = None) -> tuple[Signal, SignalType]:
-    """Load a file with the named signal type, or the one its extension selects.
-
-    ``options`` are the signal type's loader options (``--option NAME=VALUE``), checked against its declaration.
-    """
-    host = host or get_host()
-    path = Path(path)
-    signal_type = host.signal(signal_name) if signal_name else host.signal_for_path(path)
-    if not path.exists():
-        raise InputError(f"input file {path} does not exist; check the path")
-    return load_with(signal_type, path, options), signal_type
-
-
-def load_with(signal_type: SignalType, path: Path, options: dict[str, Any] | None = None) -> Signal:
-    """``signal_type.load(path, **options)``, checked; the signal's ``kind`` is the type's name."""
-    values = parse_options(signal_type.options, options or {}, f"signal {signal_type.name!r}")
-    signal = signal_type.load(path, **values) if signal_type.options else signal_type.load(path)
-    if not isinstance(signal, Signal):
-        raise InputError(f"the {signal_type.name!r} loader returned {type(signal).__name__}, not a Signal")
-    signal.kind = signal_type.name
-    return signal
-
-
-def source_facts(path: Path, signal: Signal, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Where a signal came from, for ``config.json``: its resolved path, its SHA-256 (for a regular file), the
-    files its loader says it read (:attr:`Signal.provenance`, e.g. every frame of a folder) and the loader options.
-
-    Computed before training, so that an input that cannot be read is found
-    at once rather than after the training budget.
-    """
-    path = Path(path)
-    facts: dict[str, Any] = {"source": str(path.resolve()),
-                             "source_sha256": file_sha256(path) if path.is_file() else None}
-    if signal.provenance:
-        facts["provenance"] = dict(signal.provenance)
-    if options:
-        facts["load_options"] = dict(options)
-    return facts
 
 
 def fit_file(
@@ -134,6 +98,7 @@ def fit_file(
     check_no_checkpoint(output, overwrite)
     probe_writable(output)
     device = resolve_device(train_config.device)
+    load_options = _with_seed(host, path, signal_name, load_options, train_config.seed)
     signal, signal_type = load_signal(path, signal_name, host, load_options)
     source = source_facts(Path(path), signal, load_options)
     _check_exporter(host, signal_type)
@@ -287,45 +252,6 @@ def _as_trained(train_config: TrainConfig, run: Run) -> TrainConfig:
     return replace(train_config, sampler=saved.get("sampler") or "full", batch_size=saved.get("batch_size"),
                    holdout=saved.get("holdout", 0.0), loss_weight=saved.get("loss_weight", 1.0),
                    seed=saved.get("seed", train_config.seed))
-
-
-def reload_source(run: Run, source: Path | None, host: Host, strict: bool = False) -> tuple[Signal, SignalType, Path]:
-    """Load the signal a saved run was fitted to again: from ``source``, else the path the run recorded.
-
-    The file's SHA-256 is compared with the recorded one: a mismatch is an
-    :class:`~inrkit.errors.InrkitWarning`, or with ``strict`` an
-    :class:`~inrkit.errors.InputError`. A signal of another type or shape
-    than the run's is always an error.
-    """
-    recorded = run.signal.get("source")
-    path = Path(source) if source is not None else (Path(recorded) if recorded else None)
-    if source is not None and not path.exists():
-        raise InputError(f"--input {source} does not exist; pass the file the run was fitted to")
-    if path is None or not path.exists():
-        raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
-    signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
-    signal = load_with(signal_type, path, run.signal.get("load_options"))
-    _check_same_geometry(signal, run, path)
-    expected = run.signal.get("source_sha256")
-    if expected and path.is_file() and (actual := file_sha256(path)) != expected:
-        message = (f"{path} is not the file this run was fitted to (SHA-256 {actual[:12]}, the run recorded "
-                   f"{expected[:12]})")
-        if strict:
-            raise InputError(f"{message}; pass the original with --input FILE, or drop --strict")
-        warnings.warn(f"{message}; using it as it is now (--strict refuses)", InrkitWarning, stacklevel=2)
-    return signal, signal_type, path
-
-
-def _check_same_geometry(signal: Signal, run: Run, path: Path) -> None:
-    recorded = run.signal
-    have = {"dims": signal.dims, "channels": signal.channels,
-            "grid_shape": list(signal.grid_shape) if signal.grid_shape else None}
-    for key, value in have.items():
-        if key in recorded and recorded[key] != value:
-            raise InputError(
-                f"{path} has {key} {value}, but the run was fitted to a signal with {key} {recorded[key]}; "
-                "pass the file the run was fitted to with --input FILE"
-            )
 
 
 def _check_exporter(host: Host, signal_type: SignalType) -> None:

@@ -283,7 +283,8 @@ def resume_fit(run_dir: Path, *, host: Host | None = None, checkpoint_every: str
     """
     from inrkit.checkpoint import model_from_tensors
     from inrkit.config import ModelConfig
-    from inrkit.pipeline import FitJob, _check_exporter, load_with, source_facts
+    from inrkit.pipeline import FitJob, _check_exporter
+    from inrkit.sources import load_with, source_facts
     from inrkit.train import resolve_device
 
     host = host or get_host()

@@ -69,7 +69,7 @@ class FinishedFit:
     signal, signal_type:
         What was fitted.
     source:
-        Where it came from (:func:`inrkit.pipeline.source_facts`), plus the loader options used.
+        Where it came from (:func:`inrkit.sources.source_facts`), plus the loader options used.
     result:
         The trainer's result (model, curve, steps, stop reason, hold-out split).
     loss_name, train_config, device:

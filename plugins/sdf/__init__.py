@@ -50,6 +50,8 @@ MESH_OPTIONS = (
 )
 #: The stages of :func:`sdf_report`, reported as the phase "SDF report".
 REPORT_STAGES = ("extracting the mesh", "sampling the input surface", "mesh metrics", "drawing views")
+#: Steps apart in the seed of the uniform points an oriented point cloud's loss draws each step (a prime).
+POINTS_SEED_STRIDE = 10_007
 #: SIREN's weights for fitting from oriented points (Sitzmann et al. 2020, their sdf loss).
 SIREN_WEIGHTS = {"surface": 3e3, "normals": 1e2, "eikonal": 5e1, "off_surface": 1e2}
 
@@ -62,7 +64,8 @@ def _gradient(model: torch.nn.Module, coords: torch.Tensor) -> tuple[torch.Tenso
 
 
 def _uniform_points(context: FitContext, count: int, like: torch.Tensor) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(10_007 * (context.step + 1))
+    seed = context.config.seed if context.config is not None else 0
+    generator = torch.Generator().manual_seed(POINTS_SEED_STRIDE * (context.step + 1) + seed)
     return (torch.rand(count, like.shape[1], generator=generator) * 2 - 1).to(like.device, like.dtype)
 
 
@@ -301,11 +304,14 @@ def assess_sdf(request: AssessRequest) -> dict[str, float]:
     return sdf_report(request.signal, request.evaluate, request.run_dir)
 
 
-def load_sdf(path: Path) -> Signal:
-    """Load a mesh, an oriented point cloud or a ``.npy`` volume (:func:`inrkit.plugins.sdf.io.load_sdf`)."""
+def load_sdf(path: Path, seed: int = 0) -> Signal:
+    """Load a mesh, an oriented point cloud or a ``.npy`` volume (:func:`inrkit.plugins.sdf.io.load_sdf`).
+
+    ``seed`` draws a mesh's bank of samples: the fit's ``--seed`` unless ``--option seed=N`` is given.
+    """
     from inrkit.plugins.sdf.io import load_sdf as load
 
-    return load(path)
+    return load(path, seed=seed)
 
 
 def sdf_bandlimit(signal: Signal, params: int) -> int:
@@ -332,6 +338,7 @@ def inrkit_register_signals(register):
             defaults=FitDefaults(loss="sdf", sampler="uniform", batch_size=16_384, bandlimit_fraction=None,
                                  suggest_bandlimit=sdf_bandlimit, params_fraction=0.2),
             assess=assess_sdf,
+            options=(Option("seed", int, help="seed of a mesh's bank of samples (default: --seed)", minimum=0),),
             show={"chamfer": "chamfer {value:.3%} of diagonal", "normal_consistency": "normal_consistency {value:.4f}",
                   "fscore": "fscore {value:.4f}", "iou": "iou {value:.4f}"},
         )

@@ -57,8 +57,11 @@ def _detail(error: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(error).__name__
 
 
-def load_sdf(path: Path) -> Signal:
-    """Load a mesh, an oriented point cloud or a ``.npy`` SDF volume (see the module docstring)."""
+def load_sdf(path: Path, seed: int = BANK_SEED) -> Signal:
+    """Load a mesh, an oriented point cloud or a ``.npy`` SDF volume (see the module docstring).
+
+    ``seed`` draws a mesh's bank of samples (``inrkit fit --seed``).
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         raise _fail(path, "the file is empty; pass a mesh (PLY, OBJ, STL, OFF, GLB), an oriented point cloud or a .npy SDF grid")
@@ -66,7 +69,7 @@ def load_sdf(path: Path) -> Signal:
         return load_volume(path)
     shape = read_shape(path)
     if isinstance(shape, trimesh.Trimesh):
-        return mesh_signal(shape, path)
+        return mesh_signal(shape, path, seed)
     points, normals = shape
     return point_cloud_signal(points, normals, path)
 
@@ -203,11 +206,11 @@ def _signed_distances_reporting(points: np.ndarray, sizes: list[int], mesh: trim
     return np.concatenate(distances)
 
 
-def mesh_signal(mesh: trimesh.Trimesh, path: Path | None = None) -> Signal:
+def mesh_signal(mesh: trimesh.Trimesh, path: Path | None = None, seed: int = BANK_SEED) -> Signal:
     """The SDF signal of a mesh: a bank of signed-distance samples in the normalised cube."""
     transform = fit_transform(np.asarray(mesh.vertices), MARGIN)
     normalised = trimesh.Trimesh(transform.to_normalised(np.asarray(mesh.vertices)), mesh.faces, process=False)
-    bank = sample_bank(normalised)
+    bank = sample_bank(normalised, seed)
     values = torch.from_numpy(bank["distances"]).float()[:, None]
     return Signal(
         values=values,

@@ -389,3 +389,25 @@ def test_an_image_run_relabelled_as_sdf_exports_nothing_and_says_why(tmp_path):
         with pytest.raises(InputError, match="dims is 2, it must be 3 for an SDF run"):
             export_run(tmp_path / "run", tmp_path / name, resolution=[8])
         assert not (tmp_path / name).exists()
+
+
+def test_the_sample_bank_follows_seed(tmp_path, monkeypatch):
+    for kind in list(io.BANK):
+        monkeypatch.setitem(io.BANK, kind, 400)  # a small bank: this checks the wiring, not the sampling
+    import inrkit.plugins.sdf as sdf_plugin
+
+    monkeypatch.setattr(sdf_plugin, "REPORT_RESOLUTION", 16)
+    seeds = []
+    real = io.sample_bank
+    monkeypatch.setattr(io, "sample_bank", lambda mesh, seed=io.BANK_SEED: seeds.append(seed) or real(mesh, seed))
+    sphere = tmp_path / "ball.obj"
+    trimesh.creation.icosphere(subdivisions=2, radius=0.5).export(sphere)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(sphere), "-o", str(run), "--steps", "2", "--params", "800", "--seed", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["signal"]["load_options"] == {"seed": 3} and seeds == [3]
+    first, other = io.load_sdf(sphere, seed=3), io.load_sdf(sphere, seed=0)
+    assert not torch.equal(first.points, other.points) and torch.equal(first.points, io.load_sdf(sphere, seed=3).points)
+    explicit = runner.invoke(app, ["fit", str(sphere), "-o", str(tmp_path / "r2"), "--steps", "2", "--params", "800",
+                                   "--seed", "3", "--option", "seed=5", "-q"])
+    assert explicit.exit_code == 0 and seeds[-1] == 5
