@@ -45,6 +45,7 @@ from inrkit.plugin_types import (
     SignalType,
 )
 from inrkit.progress import report_progress
+from inrkit.resources import check_fits_in_memory
 from inrkit.signal import Batch, Signal, file_provenance, grid_coordinates, grid_extent, grid_nyquist
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "LossType",
     "atomic_directory",
     "atomic_output",
+    "check_fits_in_memory",
     "export_run",
     "run_signal_type",
     "colour_ramp",

@@ -7,7 +7,6 @@ frames (and so from the sample rate and the duration).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from inrkit.plugin import ConfigError, InputError, Signal, atomic_output
+from inrkit.plugin import ConfigError, InputError, Signal, atomic_output, check_fits_in_memory
 
 #: Subtypes written back as they were read; anything else (compressed or exotic) becomes 16-bit PCM on export.
 PCM_SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -29,28 +28,10 @@ def _fail(path: Path, problem: str) -> InputError:
     return InputError(f"{path}: {problem}")
 
 
-#: Share of the machine's memory one recording's samples may take (training keeps several copies of them).
-MEMORY_SHARE = 0.125
-
-
-def _memory_bytes() -> int:
-    """Physical memory of this machine (bytes), or a large number where it cannot be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
-def _check_fits_in_memory(path: Path, frames: int, channels: int, rate: int) -> None:
+def _check_fits_in_memory(path: Path, frames: int, channels: int) -> None:
     """Refuse, before reading, a recording whose samples would not fit: the header says how many there are."""
-    need = int(frames) * int(channels) * 4
-    allowed = int(_memory_bytes() * MEMORY_SHARE)
-    if need > allowed:
-        seconds = int(allowed // (4 * max(1, channels) * max(1, rate)))
-        raise _fail(path, f"is too large for this machine: {frames:,} frames x {channels} channels need "
-                          f"{need / 2**30:.1f} GiB as float32, and fitting keeps several copies (at most "
-                          f"{allowed / 2**30:.1f} GiB here); cut it into pieces of at most about {seconds} s "
-                          "(e.g. `sox in.flac part.flac trim 0 60`) and fit each")
+    check_fits_in_memory(int(frames) * int(channels) * 4, f"{path}: {frames:,} frames x {channels} channels",
+                         "cut it into shorter pieces (e.g. `sox in.flac part.flac trim 0 60`) and fit each")
 
 
 def load_audio(path: Path) -> Signal:
@@ -71,7 +52,7 @@ def load_audio(path: Path) -> Signal:
     try:
         with soundfile.SoundFile(str(path)) as handle:
             info, log = soundfile.info(str(path)), handle.extra_info
-            _check_fits_in_memory(path, handle.frames, handle.channels, handle.samplerate)
+            _check_fits_in_memory(path, handle.frames, handle.channels)
             data = handle.read(dtype="float32", always_2d=True)
             rate = handle.samplerate
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:

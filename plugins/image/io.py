@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from inrkit.plugin import InputError, Signal, atomic_output
+from inrkit.plugin import InputError, Signal, atomic_output, check_fits_in_memory
 
 #: Pillow modes kept as they are, with their channel count and bit depth.
 _KEEP = {"L": (1, 8), "LA": (2, 8), "RGB": (3, 8), "RGBA": (4, 8)}
@@ -34,6 +34,10 @@ def _open(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
+            bands = len(image.getbands())
+            check_fits_in_memory(image.width * image.height * max(bands, 3) * 8,
+                                 f"{path}: {image.width}x{image.height} pixels x {bands} channels",
+                                 "downscale it (e.g. with Pillow or ImageMagick) or fit it in tiles")
             image.load()
     except UnidentifiedImageError:
         raise InputError(f"{path} is not an image Pillow can read; pass a PNG, JPEG, TIFF, BMP or WebP image") from None

@@ -152,12 +152,27 @@ def test_cli_fit_and_export_audio(tmp_path):
 
 
 def test_a_recording_too_large_for_the_machine_is_refused_before_reading(tmp_path, monkeypatch):
-    import inrkit.plugins.audio.io as audio_io
+    import inrkit.resources as resources
+    from inrkit.plugins.audio.io import load_audio
 
     path = tmp_path / "long.wav"
     soundfile.write(path, np.zeros((16000, 2), dtype=np.float32) + 0.1, 16000)
-    monkeypatch.setattr(audio_io, "_memory_bytes", lambda: 8 * 16000 * 2 * 4)  # 1/8 of it: exactly one copy fits
-    assert audio_io.load_audio(path).samples == 16000
-    monkeypatch.setattr(audio_io, "_memory_bytes", lambda: 8 * 16000 * 2 * 4 - 8)
-    with pytest.raises(InputError, match=r"too large for this machine: 16,000 frames x 2 channels.*cut it into pieces"):
-        audio_io.load_audio(path)
+    exactly = int(16000 * 2 * 4 / resources.MEMORY_SHARE)
+    monkeypatch.setattr(resources, "physical_memory", lambda: exactly)  # one float32 copy fits exactly
+    assert load_audio(path).samples == 16000
+    monkeypatch.setattr(resources, "physical_memory", lambda: exactly - 16)
+    with pytest.raises(InputError, match=r"16,000 frames x 2 channels need 0.0 GiB.*cut it into shorter pieces"):
+        load_audio(path)
+
+
+def test_an_image_too_large_for_the_machine_is_refused_before_decoding(tmp_path, monkeypatch):
+    import inrkit.resources as resources
+    from PIL import Image as PILImage
+
+    from inrkit.plugins.image.io import load_image
+
+    path = tmp_path / "wide.png"
+    PILImage.new("RGB", (300, 200)).save(path)
+    monkeypatch.setattr(resources, "physical_memory", lambda: int(300 * 200 * 3 * 8 / resources.MEMORY_SHARE) - 8)
+    with pytest.raises(InputError, match=r"300x200 pixels x 3 channels need .* GiB.*downscale it"):
+        load_image(path)
