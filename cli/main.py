@@ -517,6 +517,20 @@ def _describe_plugin_options(command: str) -> None:
                 "\n".join(f"  {line}" for line in lines) if lines else "  none installed")
 
 
+#: Where a bug is reported.
+ISSUES_URL = "the inrkit issue tracker"
+
+
+def _report_bug(error: BaseException) -> None:
+    """An exception inrkit did not expect is a bug: show the traceback for the report, say so, exit 1."""
+    import traceback
+
+    traceback.print_exception(error)
+    typer.echo(f"error: this is a bug in inrkit {__version__} ({type(error).__name__}), not a problem with your "
+               f"input; please report it to {ISSUES_URL} with the traceback above and the command you ran", err=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point.
 
@@ -538,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo("interrupted: nothing was written", err=True)
             sys.exit(130)
         if getattr(error, "exit_code", None) != 2 or not hasattr(error, "format_message"):
-            raise
+            _report_bug(error)
         context = getattr(error, "ctx", None)
         path = getattr(context, "command_path", "") or ""
         command = f" {path.split(' ', 1)[1]}" if " " in path else ""

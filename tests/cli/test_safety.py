@@ -253,3 +253,17 @@ def test_argument_errors_answer_before_any_heavy_import():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "2 []", done.stdout + done.stderr
     assert done.stderr.startswith("error: No such option: --stpes")
+
+
+def test_a_bug_says_it_is_a_bug_and_asks_for_a_report(capsys, monkeypatch, tmp_path):
+    from inrkit.cli.main import main
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("inrkit.pipeline.fit_file", broken)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", str(image(tmp_path / "p.png")), "-o", str(tmp_path / "r"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 1 and "Traceback" in err[0]
+    assert err[-1].startswith("error: this is a bug in inrkit") and "please report it" in err[-1]
