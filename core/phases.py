@@ -175,11 +175,14 @@ class _Recorder:
         self.seconds = 0.0
         self.first: FitResult | None = None
         self.last: FitResult | None = None
+        self.rollbacks: list[dict] = []
 
     def add(self, result: FitResult) -> None:
         self.first = self.first or result
         for point in result.curve:
             self.curve.append({**point, "step": point["step"] + self.steps, "seconds": point["seconds"] + self.seconds})
+        for event in getattr(result, "rollbacks", []):
+            self.rollbacks.append({**event, "step": event["step"] + self.steps, "to_step": event["to_step"] + self.steps})
         self.steps += result.steps
         self.seconds += result.seconds
         self.last = result
@@ -187,7 +190,7 @@ class _Recorder:
     def merged(self, model: torch.nn.Module) -> FitResult:
         return FitResult(model=model, curve=self.curve, steps=self.steps, seconds=self.seconds,
                          stop_reason=self.last.stop_reason, train_index=self.first.train_index,
-                         holdout_index=self.first.holdout_index)
+                         holdout_index=self.first.holdout_index, rollbacks=list(self.rollbacks))
 
 
 def measured_psnr(model: torch.nn.Module, signal: Signal, index: torch.Tensor) -> tuple[float, torch.Tensor]:

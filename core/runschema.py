@@ -269,9 +269,10 @@ def _check_signal(where: _Where, signal: dict, model: dict) -> None:
     if missing:
         raise where.fail(f"signal.{missing[0]}", "present (a run's signal section records "
                          f"{', '.join(SIGNAL_REQUIRED)})", None)
-    kind = where.name("signal.signal_type", signal["signal_type"])
-    if "kind" in signal and signal["kind"] != kind:
-        raise where.fail("signal.kind", f"the signal type {kind!r} (signal.signal_type)", signal["kind"])
+    where.name("signal.signal_type", signal["signal_type"])
+    # ``kind`` is not compared with ``signal_type``: hook 1.0 loaders chose it themselves (it may differ from the
+    # plugin's name), and such runs must keep loading. A relabelled run is caught by the dims/channels checks
+    # above and by the exporter of the type it claims.
     dims = where.integer("signal.dims", signal["dims"])
     channels = where.integer("signal.channels", signal["channels"])
     if dims != model["dims"]:

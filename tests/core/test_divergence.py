@@ -145,3 +145,15 @@ def test_out_of_memory_with_full_batches_switches_to_stratified_half_batches():
         result = run(TrainConfig(steps=10), loss)
     assert sizes[:4] == [576] * 4 and set(sizes[4:]) == {288} and result.steps == 10
     assert [p["step"] for p in result.curve] == list(range(10))
+
+
+def test_a_pruned_fit_counts_the_rollbacks_of_every_phase():
+    from inrkit.prune import PruneOptions, pruned_fit
+
+    with pytest.warns(InrkitWarning, match="rolled back"):
+        done = pruned_fit(build_model(CONFIG), lattice_signal(), TrainConfig(steps=60, device="cpu"),
+                          nan_at({25, 45}), get_host().sampler("full").make, PruneOptions(target_params=500, rounds=1))
+    # Step 25 falls in the first phase (the fit), step 45 in the fine-tuning after the cut: both are counted,
+    # at their steps in the whole fit.
+    assert [event["step"] for event in done.result.rollbacks] == [25, 45]
+    assert all(math.isfinite(p["psnr"]) for p in done.path)
