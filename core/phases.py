@@ -25,10 +25,11 @@ import torch
 
 from inrkit.config import PRUNE_L1, TrainConfig
 from inrkit.errors import ConfigError
+from inrkit.events import FitEnded, FitStarted, StepEnded
 from inrkit.importance import lattice_model
 from inrkit.metrics import psnr
 from inrkit.model import stored_parameter_count
-from inrkit.plugin_types import FitContext, FitEnded, FitStarted, StepEnded
+from inrkit.plugin_types import FitContext
 from inrkit.signal import Batch, Signal
 from inrkit.surgery import shrink_to, swap_inputs
 from inrkit.train import FitResult, evaluate, fit, lr_at

@@ -224,8 +224,7 @@ def prune_run(
     check_new_run_dir(output, overwrite)
     probe_writable(output)
     run = load_run(run_dir)
-    signal, signal_type, path = reload_source(run, source, host, strict)
-    facts = source_facts(path, signal, run.signal.get("load_options"))
+    signal, signal_type, facts = reload_source(run, source, host, strict)
     _check_exporter(host, signal_type)
     before = stored_parameter_count(run.model)
     if target_params >= before:

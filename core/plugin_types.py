@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from inrkit.errors import ConfigError
-from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings  # noqa: F401 - until every engine module imports inrkit.events
+from inrkit.events import TrainSettings
 from inrkit.options import Option
 from inrkit.signal import Batch, Signal
 

@@ -223,9 +223,9 @@ def restore_start(loop: _Loop, start: TrainState, config: TrainConfig, make_samp
 
 def _apply_batch_change(loop: _Loop, config: TrainConfig, make_sampler: Callable,
                         change: dict[str, Any]) -> TrainConfig:
+    from inrkit.events import TrainSettings
+    from inrkit.plugin_types import SamplerContext
     from inrkit.sampling import stratified_sampler
-
-    from inrkit.plugin_types import SamplerContext, TrainSettings
 
     config = replace(config, batch_size=change["batch_size"], sampler=change["sampler"])
     make = stratified_sampler if change["sampler"] == "stratified" else make_sampler

@@ -73,13 +73,15 @@ def _with_seed(host: Host, path: Path, signal_name: str | None, options: dict[st
     return options
 
 
-def reload_source(run: Run, source: Path | None, host: Host, strict: bool = False) -> tuple[Signal, SignalType, Path]:
+def reload_source(run: Run, source: Path | None, host: Host,
+                  strict: bool = False) -> tuple[Signal, SignalType, dict[str, Any]]:
     """Load the signal a saved run was fitted to again: from ``source``, else the path the run recorded.
 
     The file's SHA-256 is compared with the recorded one: a mismatch is an
     :class:`~inrkit.errors.InrkitWarning`, or with ``strict`` an
     :class:`~inrkit.errors.InputError`. A signal of another type or shape
-    than the run's is always an error.
+    than the run's is always an error. Returns the signal, its type and its
+    :func:`source_facts` (the file is hashed once).
     """
     recorded = run.signal.get("source")
     path = Path(source) if source is not None else (Path(recorded) if recorded else None)
@@ -90,14 +92,15 @@ def reload_source(run: Run, source: Path | None, host: Host, strict: bool = Fals
     signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
     signal = load_with(signal_type, path, run.signal.get("load_options"))
     _check_same_geometry(signal, run, path)
-    expected = run.signal.get("source_sha256")
-    if expected and path.is_file() and (actual := file_sha256(path)) != expected:
+    facts = source_facts(path, signal, run.signal.get("load_options"))
+    expected, actual = run.signal.get("source_sha256"), facts["source_sha256"]
+    if expected and actual and actual != expected:
         message = (f"{path} is not the file this run was fitted to (SHA-256 {actual[:12]}, the run recorded "
                    f"{expected[:12]})")
         if strict:
             raise InputError(f"{message}; pass the original with --input FILE, or drop --strict")
         warnings.warn(f"{message}; using it as it is now (--strict refuses)", InrkitWarning, stacklevel=2)
-    return signal, signal_type, path
+    return signal, signal_type, facts
 
 
 def _check_same_geometry(signal: Signal, run: Run, path: Path) -> None:

@@ -27,10 +27,11 @@ import torch
 
 from inrkit.config import ModelConfig, TrainConfig
 from inrkit.errors import ConfigError
+from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
 from inrkit.optim import Adam
-from inrkit.plugin_types import FitContext, FitEnded, FitStarted, SamplerContext, StepEnded, TrainSettings
+from inrkit.plugin_types import FitContext, SamplerContext
 from inrkit.recovery import (
     SNAPSHOT_EVERY,
     Checkpointing,
@@ -41,8 +42,7 @@ from inrkit.recovery import (
     random_states,
     restore_start,
 )
-from inrkit.signal import Batch
-from inrkit.signal import Signal
+from inrkit.signal import Batch, Signal
 
 #: Largest cached input-layer basis (sin and cos together), in bytes.
 BASIS_CACHE_BYTES = 2 << 30
