@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import torch
-
+from inrkit.lazy import lazy_import
 from inrkit.signal import Signal
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 @dataclass(frozen=True)

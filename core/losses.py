@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
 from inrkit.hookspecs import hookimpl
+from inrkit.lazy import lazy_import
 from inrkit.plugin_types import FitContext, LossType
 from inrkit.signal import Batch
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 def mse_loss(context: FitContext, batch: Batch) -> torch.Tensor:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
+from inrkit.lazy import lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 def psnr_from_mse(mse: float, data_range: float) -> float:

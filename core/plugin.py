@@ -7,6 +7,10 @@ defines nothing: it re-exports the stable names of the engine's modules
 ``@hookimpl`` whose names match the specifications in :mod:`inrkit.hookspecs`;
 it is found through the ``inrkit`` entry-point group.
 
+Names are imported from their home module when first used
+(:func:`inrkit.lazy.reexport`), so that importing a plugin to register it
+does not import torch: ``inrkit --help`` stays fast.
+
 Example::
 
     from inrkit.plugin import SignalType, hookimpl
@@ -17,79 +21,25 @@ Example::
                             description="time series from a CSV column"))
 """
 
-from inrkit.atomic import atomic_directory, atomic_output
-from inrkit.errors import (
-    ConfigError,
-    InputError,
-    InrkitError,
-    InrkitWarning,
-    PluginError,
-    RunDirError,
-)
-from inrkit.events import FitEnded, FitStarted, PhaseProgress, StepEnded, TrainSettings
-from inrkit.hookspecs import HOOK_VERSION, hookimpl
-from inrkit.metrics import psnr, psnr_from_mse
-from inrkit.options import Option
-from inrkit.pipeline import export_run, run_signal_type
-from inrkit.plots import colour_ramp, heatmap, line_chart, stack, titled
-from inrkit.plugin_types import (
-    AssessRequest,
-    ExporterType,
-    ExportRequest,
-    FitContext,
-    FitDefaults,
-    LossType,
-    MetricValue,
-    SamplerContext,
-    SamplerType,
-    SignalType,
-)
-from inrkit.progress import report_progress
-from inrkit.resources import check_fits_in_memory
-from inrkit.signal import Batch, Signal, file_provenance, grid_coordinates, grid_extent, grid_nyquist
+from inrkit.lazy import reexport
 
-__all__ = [
-    "HOOK_VERSION",
-    "Batch",
-    "ConfigError",
-    "ExportRequest",
-    "ExporterType",
-    "AssessRequest",
-    "FitContext",
-    "FitDefaults",
-    "MetricValue",
-    "Option",
-    "FitEnded",
-    "FitStarted",
-    "StepEnded",
-    "PhaseProgress",
-    "report_progress",
-    "TrainSettings",
-    "InputError",
-    "InrkitError",
-    "InrkitWarning",
-    "PluginError",
-    "RunDirError",
-    "LossType",
-    "atomic_directory",
-    "atomic_output",
-    "check_fits_in_memory",
-    "export_run",
-    "run_signal_type",
-    "colour_ramp",
-    "heatmap",
-    "line_chart",
-    "stack",
-    "titled",
-    "psnr",
-    "psnr_from_mse",
-    "SamplerContext",
-    "SamplerType",
-    "Signal",
-    "SignalType",
-    "file_provenance",
-    "grid_coordinates",
-    "grid_extent",
-    "grid_nyquist",
-    "hookimpl",
-]
+_HOMES = {
+    "inrkit.atomic": ("atomic_directory", "atomic_output"),
+    "inrkit.errors": ("ConfigError", "InputError", "InrkitError", "InrkitWarning", "PluginError", "RunDirError"),
+    "inrkit.events": ("FitEnded", "FitStarted", "PhaseProgress", "StepEnded", "TrainSettings"),
+    "inrkit.hookspecs": ("HOOK_VERSION", "hookimpl"),
+    "inrkit.lazy": ("lazy_import",),
+    "inrkit.metrics": ("psnr", "psnr_from_mse"),
+    "inrkit.options": ("Option",),
+    "inrkit.pipeline": ("export_run", "run_signal_type"),
+    "inrkit.plots": ("colour_ramp", "heatmap", "line_chart", "stack", "titled"),
+    "inrkit.plugin_types": ("AssessRequest", "ExporterType", "ExportRequest", "FitContext", "FitDefaults", "LossType",
+                            "MetricValue", "SamplerContext", "SamplerType", "SignalType"),
+    "inrkit.progress": ("report_progress",),
+    "inrkit.resources": ("check_fits_in_memory",),
+    "inrkit.signal": ("Batch", "Signal", "file_provenance", "grid_coordinates", "grid_extent", "grid_nyquist"),
+}
+
+__all__ = sorted(name for names in _HOMES.values() for name in names)
+
+__getattr__, __dir__ = reexport(__name__, _HOMES)

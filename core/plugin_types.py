@@ -17,12 +17,13 @@ from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inrkit.errors import ConfigError
 from inrkit.events import TrainSettings
+from inrkit.lazy import lazy_import
 from inrkit.options import Option
 from inrkit.signal import Batch, Signal
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 

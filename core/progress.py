@@ -15,9 +15,10 @@ import math
 import time
 from collections.abc import Callable
 
-import torch
-
 from inrkit.events import PhaseProgress
+from inrkit.lazy import lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 #: Least seconds between two events of the same phase that reach observers.
 INTERVAL = 0.1

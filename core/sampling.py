@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from inrkit.hookspecs import hookimpl
+from inrkit.lazy import lazy_import
 from inrkit.plugin_types import SamplerContext, SamplerType
 from inrkit.signal import Batch
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 def _batch(context: SamplerContext, coords: torch.Tensor, index: torch.Tensor) -> Batch:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inrkit.errors import InputError
+from inrkit.lazy import lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 def grid_extent(shape: Sequence[int], spacing: Sequence[float] | None = None) -> tuple[float, ...]:

@@ -12,14 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import soundfile
-import torch
 
 from inrkit.plugin import (
     AssessRequest, ConfigError, ExporterType, ExportRequest, FitContext, FitDefaults, InputError, LossType, Option,
-    Signal, SignalType, atomic_output, grid_coordinates, hookimpl
+    Signal, SignalType, atomic_output, grid_coordinates, hookimpl, lazy_import
 )
 from inrkit.plugins.audio.io import FORMATS, load_audio, output_subtype, write_audio
 from inrkit.plugins.audio.quality import comparison_picture, log_spectral_distance, snr_db
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".rf64", ".caf") + (
     (".mp3",) if "MP3" in soundfile.available_formats() else ()

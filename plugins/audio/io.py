@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import soundfile
-import torch
 
-from inrkit.plugin import ConfigError, InputError, Signal, atomic_output, check_fits_in_memory
+from inrkit.plugin import ConfigError, InputError, Signal, atomic_output, check_fits_in_memory, lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 #: Subtypes written back as they were read; anything else (compressed or exotic) becomes 16-bit PCM on export.
 PCM_SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")

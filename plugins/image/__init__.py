@@ -11,14 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from inrkit.plugin import (
     AssessRequest, ConfigError, ExporterType, ExportRequest, FitDefaults, InputError, Signal, SignalType,
-    grid_coordinates, hookimpl, psnr
+    grid_coordinates, hookimpl, lazy_import, psnr
 )
 from inrkit.plugins.image.io import load_image, save_image, to_pixels
 from inrkit.plugins.image.quality import comparison_picture, ssim
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
 

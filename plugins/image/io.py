@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from inrkit.plugin import InputError, Signal, atomic_output, check_fits_in_memory
+from inrkit.plugin import InputError, Signal, atomic_output, check_fits_in_memory, lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 #: Pillow modes kept as they are, with their channel count and bit depth.
 _KEEP = {"L": (1, 8), "LA": (2, 8), "RGB": (3, 8), "RGBA": (4, 8)}

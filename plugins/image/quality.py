@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from PIL import Image
 
-from inrkit.plugin import stack, titled
+from inrkit.plugin import stack, titled, lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 
 def _gaussian_window(sigma: float, truncate: float = 3.5) -> torch.Tensor:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from inrkit.plugin import (
     AssessRequest, Batch, ConfigError, ExporterType, ExportRequest, FitContext, FitDefaults, InputError, LossType,
-    Option, Signal, SignalType, atomic_output, hookimpl, report_progress, stack
+    Option, Signal, SignalType, atomic_output, hookimpl, lazy_import, report_progress, stack
 )
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 if TYPE_CHECKING:
     import trimesh

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from inrkit.plugin import ConfigError, export_run, run_signal_type
+from inrkit.plugin import ConfigError
 
 #: Mesh files ``inrkit mesh`` writes (the field on a grid is ``inrkit export -o x.npy``).
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".glb")
@@ -22,6 +22,8 @@ def mesh_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Extract a mesh from a fitted signed distance field, in the input's original coordinates."""
+    from inrkit.plugin import export_run, run_signal_type  # here, not at the top: `inrkit --help` imports no torch
+
     kind = run_signal_type(run)
     if kind != "sdf":
         raise ConfigError(f"{run} holds a {kind!r} fit, not an SDF; `inrkit mesh` needs a run of `inrkit fit --signal sdf`")

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import trimesh
 
-from inrkit.plugin import report_progress
+from inrkit.plugin import report_progress, lazy_import
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 #: Points sampled on each surface for Chamfer distance, F-score and normal consistency.
 METRIC_POINTS = 100_000

@@ -29,11 +29,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import trimesh
 
-from inrkit.plugin import InputError, InrkitWarning, Signal, grid_extent, grid_nyquist
+from inrkit.plugin import InputError, InrkitWarning, Signal, grid_extent, grid_nyquist, lazy_import
 from inrkit.plugins.sdf.geometry import Transform, fit_transform, signed_distance
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 #: Fraction of the half-cube left empty around a normalised shape.
 MARGIN = 0.1

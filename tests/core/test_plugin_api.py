@@ -1,6 +1,8 @@
 """The public plugin surface: a facade that only re-exports, typed events, and deprecations that keep 1.0 plugins working."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,43 @@ def test_the_facade_defines_nothing():
     for node in tree.body:
         docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         imports = isinstance(node, (ast.Import, ast.ImportFrom))
-        exports = isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
+        targets = [ast.unparse(t) for t in node.targets] if isinstance(node, ast.Assign) else []
+        # The table of where each name lives, and the lazy re-export built from it, are the only assignments.
+        exports = targets in (["__all__"], ["_HOMES"], ["(__getattr__, __dir__)"])
         assert docstring or imports or exports, f"inrkit.plugin must only re-export; line {node.lineno} defines something"
     for name in inrkit.plugin.__all__:
         value = getattr(inrkit.plugin, name)
         home = getattr(value, "__module__", None)
         assert home != "inrkit.plugin", f"{name} is defined in the facade"
+
+
+def test_registering_the_plugins_and_their_commands_imports_no_torch():
+    """`inrkit --help` lists plugin commands without paying for torch (#16: at most half an `import torch`)."""
+    script = ("import sys\n"
+              "from inrkit.cli.main import load_plugin_commands\n"
+              "from inrkit.host import get_host\n"
+              "load_plugin_commands()\n"
+              "host = get_host()\n"
+              "assert not host.problems, host.problems\n"
+              "assert {'image', 'audio', 'sdf'} <= set(host.registry['signal']), host.registry['signal']\n"
+              "print(sorted(m for m in ('torch', 'scipy', 'skimage', 'trimesh') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"heavy modules imported while registering plugins: {done.stdout}"
+
+
+def test_lazy_import_defers_the_module_until_an_attribute_is_read():
+    script = ("import sys\n"
+              "from inrkit.plugin import lazy_import\n"
+              "wave = lazy_import('wave')\n"
+              "before = 'wave' in sys.modules\n"
+              "error = wave.Error\n"
+              "import wave as real\n"
+              "assert error is real.Error and lazy_import('wave') is real\n"
+              "print(before, 'wave' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_the_engine_does_not_import_the_facade():

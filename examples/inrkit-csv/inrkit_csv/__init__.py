@@ -13,13 +13,14 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from inrkit.plugin import (
     AssessRequest, ConfigError, ExporterType, ExportRequest, FitDefaults, InputError, Option, Signal, SignalType,
-    atomic_output, grid_coordinates, hookimpl
+    atomic_output, grid_coordinates, hookimpl, lazy_import
 )
+
+torch = lazy_import("torch")  # imported at first use: registering plugins must not import torch
 
 INRKIT_HOOK_VERSION = "1.1"
 SAMPLE = Path(__file__).with_name("speech_excerpt.csv")
