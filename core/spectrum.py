@@ -38,15 +38,35 @@ from inrkit.fourier import per_axis
 from inrkit.model import SinusoidalINR
 
 
+#: Below this |x| (the bounded layers keep |a| under 2.405), J_n comes from its power series, without scipy.
+SERIES_REACH = 2.5
+#: Series terms: the 25th is below (1.25^2)^25 / (25!)^2 ~ 1e-45 of the first, far under float64's resolution.
+_SERIES_TERMS = 25
+
+
 def bessel_j(order: np.ndarray | int, x: np.ndarray) -> np.ndarray:
     """Bessel functions of the first kind ``J_n(x)`` of integer order, float64.
 
-    Any integer order (negative: ``J_{-n} = (-1)^n J_n``) and any real argument,
-    via :func:`scipy.special.jv` (Amos' algorithms).
+    Any integer order (negative: ``J_{-n} = (-1)^n J_n``) and any real
+    argument. For ``|x| <= SERIES_REACH`` (every weight of a bounded layer)
+    the power series ``sum_k (-1)^k (x/2)^(2k+n) / (k! (k+n)!)``, which
+    converges to float64 accuracy in a few terms there and spares a fit the
+    import of scipy; beyond, :func:`scipy.special.jv` (Amos' algorithms).
     """
-    from scipy.special import jv
+    order, x = np.broadcast_arrays(np.asarray(order, dtype=np.int64), np.asarray(x, dtype=np.float64))
+    if x.size and np.abs(x).max() > SERIES_REACH:
+        from scipy.special import jv
 
-    return jv(np.asarray(order, dtype=np.float64), np.asarray(x, dtype=np.float64))
+        return jv(order.astype(np.float64), x)
+    n = np.abs(order)
+    half = x / 2.0
+    factorials = np.cumprod(np.r_[1.0, np.arange(1, n.max(initial=0) + 1, dtype=np.float64)])
+    term = half**n / factorials[n]
+    total = term.copy()
+    for k in range(1, _SERIES_TERMS):
+        term = term * (-(half**2)) / (k * (k + n))
+        total += term
+    return np.where((order < 0) & (n % 2 == 1), -total, total)
 
 
 def term_bound(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -207,11 +227,15 @@ def _alpha(a: np.ndarray, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
     j0 = bessel_j(0, a)  # [n, m]
     alpha = np.broadcast_to(np.prod(j0, axis=1), (len(terms.columns), n)).copy()
     bound = np.ones((len(terms.columns), n))
+    # J_v(a) and its bound for each order v that occurs, over the whole [n, m] matrix once: the same float64
+    # values as evaluating them per term, with a few Bessel calls per weight instead of one per term and neuron.
+    orders = np.unique(terms.values)
+    bessel = np.stack([bessel_j(int(v), a) for v in orders]) if len(orders) else None
+    bounds = np.stack([term_bound(np.full(a.shape + (1,), v), a[..., None]) for v in orders]) if len(orders) else None
     for t in range(terms.columns.shape[1]):
-        col, val = terms.columns[:, t], terms.values[:, t]
-        weights = a[:, col].T  # [T, n]
-        alpha *= bessel_j(val[:, None], weights) / j0[:, col].T
-        bound *= term_bound(val[:, None, None], weights[..., None])
+        col, which = terms.columns[:, t], np.searchsorted(orders, terms.values[:, t])
+        alpha *= bessel[which, :, col] / j0[:, col].T  # [T, n]
+        bound *= bounds[which, :, col]
     return alpha, bound
 
 
@@ -254,10 +278,11 @@ def _sine_layer(frequencies: np.ndarray, amplitude: np.ndarray, phase: np.ndarra
             out_bound += [bound / 2, bound / 2]
     unique, inverse = np.unique(np.concatenate(out_freqs).astype(np.int64), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    coefficients = np.zeros((len(unique), neurons), dtype=np.complex128)
-    bounds = np.zeros((len(unique), neurons))
-    np.add.at(coefficients, inverse, np.concatenate(out_coef))
-    np.add.at(bounds, inverse, np.concatenate(out_bound))
+    # Sum the terms that land on each frequency (np.add.at, grouped: sort once, then one reduceat per array).
+    order = np.argsort(inverse, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+    coefficients = np.add.reduceat(np.concatenate(out_coef)[order], starts, axis=0)
+    bounds = np.add.reduceat(np.concatenate(out_bound)[order], starts, axis=0)
     omitted = max(tol, float(np.max(column_max / 2.0, initial=0.0) ** (max_order + 1) / math.factorial(max_order + 1)))
     return unique, coefficients, bounds, total, omitted
 

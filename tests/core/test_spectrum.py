@@ -38,6 +38,19 @@ def test_bessel_matches_series_and_integral(order):
         assert bessel_j(order, x) == pytest.approx(integral, abs=1e-9)
 
 
+def test_bessel_series_range_matches_scipy_elementwise():
+    """Inside SERIES_REACH bessel_j sums its own series; scipy's Amos routines are the independent check."""
+    from scipy.special import jv
+
+    from inrkit.spectrum import SERIES_REACH
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-SERIES_REACH, SERIES_REACH, size=(64, 9))
+    order = rng.integers(-6, 7, size=(64, 9))
+    assert np.allclose(bessel_j(order, x), jv(order.astype(float), x), rtol=1e-13, atol=1e-16)
+    assert bessel_j(0, np.zeros(3)).tolist() == [1.0, 1.0, 1.0] and bessel_j(-3, np.zeros(2)).tolist() == [0.0, 0.0]
+
+
 def small_model(dims, freqs, width=5, c=1.0, seed=0, channels=2):
     cfg = ModelConfig(dims=dims, out_channels=channels, input_frequencies=len(freqs), width=width,
                       bandlimit=(40,) * dims, low_bandlimit=(40,) * dims, c_low=c, c_high=c, seed=seed,
