@@ -37,7 +37,7 @@ from inrkit.atomic import (
     recover_leftovers,
     write_json,
 )
-from inrkit.config import ModelConfig
+from inrkit.config import PEER_ARCHITECTURES, ModelConfig
 from inrkit.errors import ConfigError, RunDirError
 from inrkit.model import SinusoidalINR, Siren, stored_parameter_count
 
@@ -161,6 +161,10 @@ def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor]) ->
     check_tensors(found, config, "the model file")
     if config.architecture == "siren":
         model: torch.nn.Module = Siren(config)
+    elif config.architecture in PEER_ARCHITECTURES:
+        from inrkit.peers import build_peer
+
+        model = build_peer(config)
     else:
         model = SinusoidalINR(config, tensors["input.frequencies"].to(torch.long))
     try:

@@ -19,7 +19,14 @@ from inrkit.sizing import DEFAULT_INPUT_RATIO
 #: the domain is half a period, so the signal need not wrap at the border.
 DEFAULT_PERIOD = 4.0
 
-ARCHITECTURES = ("lattice", "uniform", "siren")
+#: ``lattice`` is the method; the others are baselines: ``uniform``, ``siren`` (Sitzmann et al. 2020) and the
+#: peers of :mod:`inrkit.peers`: ``finer`` (Liu et al., CVPR 2024), ``ffn`` (Tancik et al., NeurIPS 2020) and
+#: ``hashgrid`` (Mueller et al., SIGGRAPH 2022).
+ARCHITECTURES = ("lattice", "uniform", "siren", "finer", "ffn", "hashgrid")
+#: Architectures with a frozen integer-lattice input layer (they need a bandlimit).
+LATTICE_ARCHITECTURES = ("lattice", "uniform")
+#: Peer architectures (:mod:`inrkit.peers`).
+PEER_ARCHITECTURES = ("finer", "ffn", "hashgrid")
 BOUND_MODES = ("project", "tanh")
 
 # The training policy: what a job does when the user sets no budget. The CLI
@@ -65,8 +72,9 @@ class ModelConfig:
         Number of bounded sine hidden layers ``S`` (the method uses 1).
     architecture:
         ``lattice`` (the method), ``uniform`` (integer frequencies uniform in
-        the bandlimit box, a baseline) or ``siren`` (Sitzmann et al. 2020,
-        a baseline with a trainable first layer scaled by ``siren_omega0``).
+        the bandlimit box, a baseline), ``siren`` (Sitzmann et al. 2020,
+        a baseline with a trainable first layer scaled by ``siren_omega0``),
+        or a peer of :mod:`inrkit.peers`: ``finer``, ``ffn``, ``hashgrid``.
     bandlimit:
         Largest integer frequency ``B`` per axis of the input layer.
     low_bandlimit:
@@ -88,7 +96,15 @@ class ModelConfig:
         images; the SIREN paper uses 3000 for audio).
     siren_hidden_omega0:
         Scale of SIREN's later layers (30 in the SIREN reference code, whatever
-        the first layer's).
+        the first layer's). FINER uses both omegas the same way.
+    finer_first_bias:
+        ``k`` of FINER's first-layer bias initialisation ``b ~ U(-k, k)``.
+    ffn_sigma:
+        Standard deviation of the Gaussian frequency matrix ``B`` of ``ffn``
+        (cycles per unit of ``[0, 1]^d``; Tancik et al. use 10 for natural images).
+    hash_levels, hash_table_size, hash_features, hash_min_resolution, hash_max_resolution:
+        ``hashgrid``: levels ``L``, largest table per level ``T``, features
+        per entry ``F``, coarsest and finest grid resolutions ``N_min``, ``N_max``.
     output_offset, output_scale:
         Per-channel affine map applied after the head,
         ``f = offset + scale * L(S(D(x)))``, so the network works on values
@@ -113,6 +129,13 @@ class ModelConfig:
     bound_mode: str = "project"
     siren_omega0: float = 30.0
     siren_hidden_omega0: float = 30.0
+    finer_first_bias: float = 1.0
+    ffn_sigma: float = 10.0
+    hash_levels: int = 16
+    hash_table_size: int = 1 << 14
+    hash_features: int = 2
+    hash_min_resolution: int = 16
+    hash_max_resolution: int = 512
     output_offset: tuple[float, ...] = ()
     output_scale: tuple[float, ...] = ()
     seed: int = 0
@@ -137,11 +160,16 @@ class ModelConfig:
             )
         if self.bound_mode not in BOUND_MODES:
             raise ConfigError(f"bound mode must be one of {', '.join(BOUND_MODES)}, got {self.bound_mode!r}")
-        for name in ("period", "omega_g", "siren_omega0", "siren_hidden_omega0", "c_low", "c_high"):
+        for name in ("period", "omega_g", "siren_omega0", "siren_hidden_omega0", "c_low", "c_high", "finer_first_bias",
+                     "ffn_sigma"):
             _positive_float(name.replace("_", "-"), getattr(self, name))
+        for name in ("hash_levels", "hash_table_size", "hash_features", "hash_min_resolution", "hash_max_resolution"):
+            _positive_int(name.replace("_", " "), getattr(self, name))
         if not 0.0 <= self.low_fraction <= 1.0:
             raise ConfigError(f"low fraction must be in [0, 1], got {self.low_fraction}")
-        if self.architecture != "siren":
+        if self.architecture == "hashgrid" and (self.dims > 4 or self.hash_max_resolution < self.hash_min_resolution):
+            raise ConfigError("a hashgrid model takes 1 to 4 input axes and needs hash max resolution >= min resolution")
+        if self.architecture in LATTICE_ARCHITECTURES:
             for name in ("bandlimit", "low_bandlimit"):
                 value = getattr(self, name)
                 if len(value) != self.dims or any(b < 1 for b in value):
@@ -272,7 +300,7 @@ class ModelOptions:
     Attributes
     ----------
     architecture:
-        ``lattice`` (default), ``uniform`` or ``siren``.
+        ``lattice`` (default), or a baseline: ``uniform``, ``siren``, ``finer``, ``ffn``, ``hashgrid``.
     params:
         Upper bound on stored numbers (widths follow from it).
     width, input_frequencies, hidden_layers:
@@ -285,8 +313,15 @@ class ModelOptions:
         default a fraction of the lattice Nyquist frequency set by the signal type.
     low_bandlimit:
         Extent of the dense low block; default ``max(1, bandlimit / 3)``.
-    low_fraction, c_low, c_high, omega_g, bound_mode, siren_omega0, seed:
+    low_fraction, c_low, c_high, omega_g, bound_mode, seed:
         As in :class:`ModelConfig` (same defaults).
+    siren_omega0:
+        First-layer omega_0 of ``siren`` and ``finer``; None follows the
+        signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in
+        the SIREN paper), else :attr:`ModelConfig.siren_omega0` (30).
+    ffn_sigma:
+        Frequency scale of ``ffn``; None follows the signal type likewise, else
+        :attr:`ModelConfig.ffn_sigma` (10, Tancik et al.'s value for natural images).
     """
 
     architecture: str = "lattice"
@@ -302,9 +337,13 @@ class ModelOptions:
     c_high: float = ModelConfig.c_high
     omega_g: float = ModelConfig.omega_g
     bound_mode: str = ModelConfig.bound_mode
-    siren_omega0: float = ModelConfig.siren_omega0
+    siren_omega0: float | None = None
+    ffn_sigma: float | None = None
     seed: int = ModelConfig.seed
 
 
 #: Hidden layers of the SIREN baseline when none are given (its paper's 3).
 SIREN_HIDDEN_LAYERS = 3
+#: Hidden layers of each baseline when none are given, from its paper: SIREN and FINER 3 (after the first sine
+#: layer), FFN 3 ReLU layers (its "4-layer" MLP counts the output), hashgrid 2 (Instant-NGP's tiny MLP).
+DEFAULT_HIDDEN_LAYERS = {"siren": SIREN_HIDDEN_LAYERS, "finer": 3, "ffn": 3, "hashgrid": 2}

@@ -32,7 +32,10 @@ from inrkit.model import SinusoidalINR
 def lattice_model(model: torch.nn.Module) -> SinusoidalINR:
     """``model`` itself if it can be pruned (a :class:`~inrkit.model.SinusoidalINR`); else :class:`ConfigError`."""
     if not isinstance(model, SinusoidalINR):
-        raise ConfigError("pruning applies to lattice and uniform models (SinusoidalINR), not SIREN")
+        name = getattr(getattr(model, "config", None), "architecture", type(model).__name__)
+        shown = {"siren": "SIREN", "finer": "FINER", "ffn": "FFN"}.get(name, name)
+        raise ConfigError(f"pruning applies to lattice and uniform models (SinusoidalINR), not {shown}: it removes "
+                          "input frequencies and hidden neurons, which other architectures do not have")
     return model
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from inrkit.bounds import column_bounds, project_columns_
-from inrkit.config import ModelConfig
+from inrkit.config import PEER_ARCHITECTURES, ModelConfig
 from inrkit.lattice import sample_lattice_frequencies, sample_uniform_frequencies
 
 #: Offset of the weight-initialisation generator's seed from ``ModelConfig.seed`` (the lattice sampling
@@ -289,10 +289,18 @@ class Siren(nn.Module):
         """SIREN has no bounds; present so trainers treat every model alike."""
 
 
-def build_model(config: ModelConfig) -> SinusoidalINR | Siren:
-    """Initialise a model from its configuration (deterministic given ``config.seed``)."""
+def build_model(config: ModelConfig) -> nn.Module:
+    """Initialise a model from its configuration (deterministic given ``config.seed``).
+
+    ``lattice``/``uniform``: :class:`SinusoidalINR`; ``siren``: :class:`Siren`;
+    ``finer``/``ffn``/``hashgrid``: the peers of :mod:`inrkit.peers`.
+    """
     if config.architecture == "siren":
         return Siren(config)
+    if config.architecture in PEER_ARCHITECTURES:
+        from inrkit.peers import build_peer
+
+        return build_peer(config)
     generator = torch.Generator().manual_seed(config.seed)
     if config.architecture == "lattice":
         frequencies = sample_lattice_frequencies(

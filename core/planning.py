@@ -12,12 +12,12 @@ from dataclasses import replace
 
 import torch
 
-from inrkit.config import ARCHITECTURES, SIREN_HIDDEN_LAYERS, ModelConfig, ModelOptions
+from inrkit.config import ARCHITECTURES, DEFAULT_HIDDEN_LAYERS, PEER_ARCHITECTURES, ModelConfig, ModelOptions
 from inrkit.errors import ConfigError, InputError
 from inrkit.lattice import half_space_count, lattice_nyquist
 from inrkit.plugin_types import SignalType
 from inrkit.signal import Signal
-from inrkit.sizing import stored_count, widths_for_params
+from inrkit.sizing import plan_hashgrid, stored_count, widths_for_params
 
 #: Smallest default model, whatever the signal's size.
 MIN_DEFAULT_PARAMS = 2000
@@ -38,6 +38,8 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         Nyquist, explicit widths over the budget...).
     """
     layers = _check_options(options)
+    if options.architecture in PEER_ARCHITECTURES:
+        return _plan_peer(signal, signal_type, options, layers)
     siren = options.architecture == "siren"
     if options.bandlimit is None and signal_type.defaults.bandlimit_fraction is None and not siren:
         options = replace(options, bandlimit="auto")
@@ -64,8 +66,45 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         c_high=options.c_high,
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
-        siren_omega0=options.siren_omega0,
+        siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
+    )
+
+
+def _model_default(signal_type: SignalType, options: ModelOptions, name: str) -> float:
+    """The user's value of a model option, else the signal type's (``FitDefaults.model_defaults``), else ModelConfig's."""
+    value = getattr(options, name, None)
+    if value is not None:
+        return value
+    return getattr(signal_type.defaults, "model_defaults", {}).get(name, getattr(ModelConfig, name))
+
+
+def _plan_peer(signal: Signal, signal_type: SignalType, options: ModelOptions, layers: int) -> ModelConfig:
+    """A peer (:mod:`inrkit.peers`) sized from ``--params`` (or explicit widths), with its paper's settings."""
+    name = options.architecture
+    _check_not_constant(signal)
+    if options.bandlimit is not None:
+        raise ConfigError(f"--bandlimit applies to the lattice and uniform models, not --architecture {name}; drop it")
+    tables: dict[str, int] = {}
+    if name == "hashgrid":
+        if options.width is not None or options.input_frequencies is not None:
+            raise ConfigError("--architecture hashgrid sizes its tables and MLP from --params; drop --width and "
+                              "--input-frequencies")
+        if signal.dims > 4:
+            raise ConfigError(f"--architecture hashgrid takes signals of 1 to 4 dimensions, this one has {signal.dims}")
+        budget = options.params if options.params is not None else default_params(signal, signal_type)
+        finest = max(1, round(4 * max(signal.nyquist)))  # sample spacings across the domain: Instant-NGP's N_max
+        tables = plan_hashgrid(budget, signal.dims, signal.channels, layers, finest)
+        width = tables.pop("width")
+        inputs = tables["hash_levels"] * tables["hash_features"]
+    else:
+        inputs, width = _widths(signal, signal_type, options, layers)
+    offset, scale = output_map(signal)
+    return ModelConfig(
+        output_offset=offset, output_scale=scale, dims=signal.dims, out_channels=signal.channels,
+        input_frequencies=inputs, width=width, hidden_layers=layers, architecture=name,
+        siren_omega0=_model_default(signal_type, options, "siren_omega0"),
+        ffn_sigma=_model_default(signal_type, options, "ffn_sigma"), seed=options.seed, **tables,
     )
 
 
@@ -73,8 +112,7 @@ def _check_options(options: ModelOptions) -> int:
     """Validate the options that need no signal; returns the number of hidden layers."""
     if options.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {options.architecture!r}; valid: {', '.join(ARCHITECTURES)}")
-    siren = options.architecture == "siren"
-    layers = options.hidden_layers if options.hidden_layers is not None else (SIREN_HIDDEN_LAYERS if siren else 1)
+    layers = options.hidden_layers if options.hidden_layers is not None else DEFAULT_HIDDEN_LAYERS.get(options.architecture, 1)
     if layers < 1:
         raise ConfigError(f"--hidden-layers must be at least 1, got {layers}")
     for name in ("params", "width", "input_frequencies"):
@@ -177,7 +215,7 @@ def _low_bandlimit(options: ModelOptions, bandlimit: tuple[int, ...]) -> tuple[i
 
 def _widths(signal: Signal, signal_type: SignalType, options: ModelOptions, layers: int) -> tuple[int, int]:
     """(input frequencies, hidden width): explicit, or the largest that fit the parameter budget."""
-    siren = options.architecture == "siren"
+    siren = options.architecture in ("siren", "finer")
     budget = options.params
     if options.width is None and options.input_frequencies is None:
         budget = budget if budget is not None else default_params(signal, signal_type)

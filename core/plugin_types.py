@@ -139,6 +139,14 @@ class FitDefaults:
     params_fraction:
         Default model size as a fraction of the number of sample values
         (samples x channels).
+    model_defaults:
+        This signal type's values of model options the user leaves unset, for
+        the baselines whose papers set them per kind of signal, by
+        :class:`~inrkit.config.ModelOptions` field name: ``siren_omega0`` (the
+        first-layer omega_0 of ``siren`` and ``finer``; SIREN's paper uses 30 for
+        images and 3000 for audio) and ``ffn_sigma`` (the ``ffn`` frequency scale).
+        Hook version 1.1, added later: a plugin that does not set it gets the
+        image settings.
 
     Example::
 
@@ -151,6 +159,7 @@ class FitDefaults:
     bandlimit_fraction: float | None = 1.0 / 3.0
     suggest_bandlimit: Callable[[Signal, int], int] | None = None
     params_fraction: float = 0.25
+    model_defaults: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from inrkit.config import ARCHITECTURES, BOUND_MODES, ModelConfig
+from inrkit.config import ARCHITECTURES, BOUND_MODES, LATTICE_ARCHITECTURES, ModelConfig
 from inrkit.errors import RunDirError
 
 #: What to do about a run directory that fails a check.
@@ -36,6 +36,11 @@ MAX_HEADER_BYTES = 100_000_000
 MAX_STORED_NUMBERS = 100_000_000
 #: Most hidden layers a loaded model may have.
 MAX_HIDDEN_LAYERS = 64
+#: Largest hash-grid settings a loaded model may have (levels, features per entry, grid resolution, input axes).
+MAX_HASH_LEVELS = 64
+MAX_HASH_FEATURES = 64
+MAX_HASH_RESOLUTION = 1 << 24
+MAX_HASH_DIMS = 4
 #: Most samples a recorded grid may have (an export renders the model on that grid).
 MAX_GRID_SAMPLES = 1 << 31
 #: Largest whole number in a list (bandlimits become int64 tensors).
@@ -169,6 +174,13 @@ MODEL_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
     "bound_mode": lambda w, k, v: w.string(k, v, BOUND_MODES),
     "siren_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "siren_hidden_omega0": lambda w, k, v: w.number(k, v, 0.0),
+    "finer_first_bias": lambda w, k, v: w.number(k, v, 0.0),
+    "ffn_sigma": lambda w, k, v: w.number(k, v, 0.0),
+    "hash_levels": lambda w, k, v: w.integer(k, v, 1, MAX_HASH_LEVELS),
+    "hash_table_size": lambda w, k, v: w.integer(k, v, 1, MAX_STORED_NUMBERS),
+    "hash_features": lambda w, k, v: w.integer(k, v, 1, MAX_HASH_FEATURES),
+    "hash_min_resolution": lambda w, k, v: w.integer(k, v, 1, MAX_HASH_RESOLUTION),
+    "hash_max_resolution": lambda w, k, v: w.integer(k, v, 1, MAX_HASH_RESOLUTION),
     "output_offset": lambda w, k, v: w.number_list(k, v),
     "output_scale": lambda w, k, v: w.number_list(k, v, 0.0),
     "seed": _seed,
@@ -255,9 +267,16 @@ def _check_model(where: _Where, model: dict) -> None:
         if name in MODEL_CHECKS:
             MODEL_CHECKS[name](where, f"model.{name}", model[name])
     dims, channels = model["dims"], model["out_channels"]
-    if model.get("architecture", "lattice") != "siren":
+    architecture = model.get("architecture", "lattice")
+    if architecture in LATTICE_ARCHITECTURES:
         for name in ("bandlimit", "low_bandlimit"):
             where.int_list(f"model.{name}", model.get(name, []), length=dims)
+    if architecture == "hashgrid":
+        if dims > MAX_HASH_DIMS:
+            raise where.fail("model.dims", f"at most {MAX_HASH_DIMS} for a hashgrid model", dims)
+        low, high = model.get("hash_min_resolution", 16), model.get("hash_max_resolution", 512)
+        if high < low:
+            raise where.fail("model.hash_max_resolution", f"at least model.hash_min_resolution ({low})", high)
     for name in ("output_offset", "output_scale"):
         value = model.get(name, [])
         if value:

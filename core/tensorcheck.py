@@ -21,6 +21,7 @@ from typing import Any
 
 from inrkit.config import ModelConfig
 from inrkit.errors import RunDirError
+from inrkit.sizing import hash_table_rows
 
 from inrkit.runschema import (
     DAMAGED,
@@ -47,15 +48,27 @@ def expected_tensors(config: ModelConfig | Mapping[str, Any]) -> dict[str, tuple
 
     ``config`` is a :class:`~inrkit.config.ModelConfig` or a model section
     already checked by :func:`check_run_config`. The result matches
-    ``build_model(config).state_dict()`` (:class:`~inrkit.model.SinusoidalINR`
-    and :class:`~inrkit.model.Siren`).
+    ``build_model(config).state_dict()`` (:class:`~inrkit.model.SinusoidalINR`,
+    :class:`~inrkit.model.Siren` and the peers of :mod:`inrkit.peers`).
     """
     config = _model_view(config)
     d, c, m, n = config.dims, config.out_channels, config.input_frequencies, config.width
     shapes: dict[str, tuple[int, ...]] = {}
-    if config.architecture == "siren":
+    if config.architecture in ("siren", "finer"):
         for index in range(config.hidden_layers + 1):
             shapes[f"layers.{index}.weight"] = (n, d if index == 0 else n)
+            shapes[f"layers.{index}.bias"] = (n,)
+    elif config.architecture in ("ffn", "hashgrid"):
+        if config.architecture == "ffn":
+            shapes["matrix"] = (m, d)
+            encoded = 2 * m
+        else:
+            rows = hash_table_rows(d, config.hash_levels, config.hash_table_size, config.hash_min_resolution,
+                                   config.hash_max_resolution)
+            shapes["encoding.table"] = (sum(rows), config.hash_features)
+            encoded = config.hash_levels * config.hash_features
+        for index in range(config.hidden_layers):
+            shapes[f"layers.{index}.weight"] = (n, encoded if index == 0 else n)
             shapes[f"layers.{index}.bias"] = (n,)
     else:
         shapes["input.frequencies"] = (m, d)
@@ -186,7 +199,8 @@ def check_tensors(found: Mapping[str, tuple[tuple[int, ...], str]], config: Mode
         if unexpected:
             shown = ", ".join(_shown(name, 40) for name in unexpected[:3])
             what.append(f"unexpected tensor {shown}{', ...' if len(unexpected) > 3 else ''}")
-        kind = "an inrkit SIREN" if config.architecture == "siren" else "an inrkit lattice model"
+        kind = ("an inrkit lattice model" if config.architecture in ("lattice", "uniform")
+                else f"an inrkit {config.architecture} model")
         raise RunDirError(f"{path} does not match config.json ({'; '.join(what)} for {kind} with "
                           f"{config.hidden_layers} hidden layer(s)); {DAMAGED}")
     for name, shape in expected.items():

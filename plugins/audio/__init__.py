@@ -141,7 +141,10 @@ def inrkit_register_signals(register):
             description="audio via libsndfile (WAV 8/16/24/32-bit and float, FLAC, OGG; any rate, any channels)",
             exporter="wav",
             # Bandlimit from the recording's spectrum: speech at 16 kHz gets ~3.8k, not Nyquist/3 = 10.7k.
-            defaults=FitDefaults(bandlimit_fraction=None, params_fraction=0.25),
+            # Baselines: SIREN's paper uses a first-layer omega_0 of 3000 for audio (30 for images); FFN's paper has
+            # no audio, so its sigma is scaled from the image value (10) by the same factor of 100.
+            defaults=FitDefaults(bandlimit_fraction=None, params_fraction=0.25,
+                                 model_defaults={"siren_omega0": 3000.0, "ffn_sigma": 1000.0}),
             assess=assess_audio,
             show={"snr": "SNR {value:.2f} dB", "lsd": "LSD {value:.2f} dB"},
         )
