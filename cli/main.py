@@ -167,6 +167,8 @@ def fit(
     add_prune_count: Annotated[Optional[int], typer.Option(help="Input frequencies replaced each time (default 5%).")] = None,
     checkpoint_every: Annotated[Optional[str], typer.Option(help="Write a checkpoint every N steps, or every Ns / Nm (seconds / minutes), into a hidden folder .NAME.checkpoint beside the run directory, for --resume.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the checkpointed fit of this run directory (no INPUT; only --quiet, --device and --checkpoint-every may be given).")] = None,
+    pack: Annotated[bool, typer.Option("--pack", help="Also pack the run into RUN_DIR/model.inr (see `inrkit pack`); its size and PSNR go to metrics.json.")] = False,
+    bits: Annotated[Optional[int], typer.Option(help="With --pack: one bit depth (2-16) for every tensor (default: chosen per tensor).")] = None,
 ) -> None:
     """Fit a sinusoidal INR to a signal file and write a run directory.
 
@@ -184,6 +186,9 @@ def fit(
             _fail("missing INPUT, the signal file to fit (or --resume RUN_DIR to continue a checkpointed fit); "
                   "see `inrkit fit --help`")
 
+        if pack or bits is not None:  # checked before training
+            from inrkit.cli.pack import check_fit_pack
+            check_fit_pack(pack, bits)
         model_options = _model_options(settings)
         train_config = TrainConfig.with_budget(
             FIT_STEPS, steps=steps, max_seconds=max_seconds, target_psnr=target_psnr, lr=lr, lr_final=lr_final,
@@ -200,6 +205,9 @@ def fit(
                                load_options=_parse_options(option), checkpoint_every=checkpoint_every)
         if not quiet:
             _summarise(summary)
+        if pack and not summary.interrupted:
+            from inrkit.cli.pack import pack_after_fit
+            pack_after_fit(summary.run_dir, bits, quiet)
         _exit_if_interrupted(summary)
 
 
@@ -465,7 +473,11 @@ def _declared_options(host) -> dict[str, list[str]]:
     return declared
 
 
-_BUILTIN_COMMANDS = {"fit", "export", "prune", "spectrum", "plugins"}
+from inrkit.cli import pack as _pack  # noqa: E402
+
+_pack.register(app)
+
+_BUILTIN_COMMANDS = {"fit", "export", "prune", "spectrum", "plugins", "pack", "rd"}
 _commands_registered = False
 
 

@@ -238,6 +238,10 @@ def load_run(path: Path) -> Run:
     from inrkit.tensorcheck import check_tensors, read_safetensors_header
 
     path = Path(path)
+    if path.is_file():  # a packed model (`inrkit pack`): the same Run, dequantised
+        from inrkit.packing import load_packed_run
+
+        return load_packed_run(path)
     if not path.is_dir():
         raise RunDirError(f"run directory {path} does not exist; pass the -o directory of an `inrkit fit`")
     config_path, model_path = path / CONFIG_FILE, path / MODEL_FILE

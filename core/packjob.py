@@ -1,0 +1,309 @@
+"""``inrkit pack``: a run directory into an ``.inr`` file, choosing the bit depth of each tensor.
+
+Three goals, one search (:func:`search_plan`):
+
+* default: the smallest file whose PSNR stays within :data:`PACK_TOLERANCE_DB` of the float model's;
+* ``target_psnr``: the smallest file reaching that PSNR;
+* ``target_size``: the best PSNR in a file of at most that many bytes.
+
+The PSNR is measured against the signal the run was fitted to (reloaded as
+``inrkit prune`` does), or, when it is not at hand, against the float
+model's own output on the signal's grid (or on random points of the cube).
+A short quantisation-aware finish (:mod:`inrkit.qat`) runs on the chosen
+plan and is kept only if it raises the PSNR; the search then continues
+from the finished weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from inrkit.errors import ConfigError, InputError, InrkitWarning
+from inrkit.metrics import psnr
+from inrkit.packing import (
+    SUFFIX,
+    TensorPlan,
+    default_plan,
+    is_packed,
+    pack,
+    quantised_state,
+)
+from inrkit.quantise import EXACT_BITS, MAX_BITS, MIN_BITS
+
+#: PSNR (dB) the default pack may give up against the float model.
+PACK_TOLERANCE_DB = 0.2
+#: Steps and learning rate of the quantisation-aware finish (0 steps: none).
+QAT_STEPS = 100
+QAT_LR = 3e-6
+#: Samples the search evaluates at most (a fixed random subset of larger signals).
+SEARCH_SAMPLES = 1 << 18
+#: Coder used while searching (fast); the written file uses the smallest coder.
+SEARCH_CODER = "range"
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]i?[bB]?|[bB])?\s*$")
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "mi": 2**20}
+
+
+def parse_size(text: str) -> int:
+    """``2400``, ``2.4KB`` (1000s), ``4KiB`` (1024s), ``1MB``... as bytes; a one-line error otherwise."""
+    match = _SIZE.match(str(text))
+    unit = (match.group(2) or "").lower() if match else None
+    if not match or unit not in _UNITS:
+        raise ConfigError(f"--target-size {text!r} is not a size; use bytes or a suffix, like 2400, 2.4KB or 4KiB")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise ConfigError(f"--target-size {text!r} is less than one byte; give a positive size like 2400 or 2.4KB")
+    return size
+
+
+@dataclass
+class Judge:
+    """PSNR of a model state against reference samples, and the size of its file."""
+
+    model: torch.nn.Module
+    coords: torch.Tensor
+    target: torch.Tensor
+    data_range: float
+    sections: dict[str, Any]
+    evaluations: int = 0
+
+    def psnr(self, state: dict[str, torch.Tensor]) -> float:
+        from inrkit.train import evaluate
+
+        self.model.load_state_dict(state)
+        self.evaluations += 1
+        return psnr(evaluate(self.model, self.coords), self.target, self.data_range)
+
+    def measure(self, state: dict[str, torch.Tensor], plan: dict[str, TensorPlan]) -> tuple[int, float]:
+        """(file bytes with the search coder, PSNR) of ``state`` packed by ``plan``."""
+        size = len(pack(state, self.sections, plan, SEARCH_CODER))
+        return size, self.psnr(quantised_state(state, plan))
+
+
+@dataclass
+class Searched:
+    """The plan a search chose, its size and PSNR, and every plan it measured on the way (``path``)."""
+
+    plan: dict[str, TensorPlan]
+    size: int
+    psnr: float
+    path: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _bits(plan: dict[str, TensorPlan]) -> dict[str, int]:
+    return {name: entry.bits for name, entry in plan.items() if entry.bits != EXACT_BITS}
+
+
+def search_plan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, *, min_psnr: float | None = None,
+                max_size: int | None = None, start: dict[str, TensorPlan] | None = None) -> Searched:
+    """The smallest plan reaching ``min_psnr``, or the best-PSNR plan within ``max_size`` bytes.
+
+    First one bit depth for every tensor (the smallest that reaches the PSNR, or the largest that fits),
+    then tensor by tensor: lower one tensor's depth by a bit while the PSNR holds (taking the largest
+    saving each round), or raise one while the file fits (taking the largest PSNR gain).
+    """
+    path: list[dict[str, Any]] = []
+
+    def measured(plan: dict[str, TensorPlan]) -> tuple[int, float]:
+        size, value = judge.measure(state, plan)
+        path.append({"bits": _bits(plan), "bytes": size, "psnr": value})
+        return size, value
+
+    def ok(size: int, value: float) -> bool:
+        return value >= min_psnr if min_psnr is not None else size <= max_size
+
+    if start is None:
+        best = None
+        depths = range(MIN_BITS, MAX_BITS + 1) if min_psnr is not None else range(MAX_BITS, MIN_BITS - 1, -1)
+        for bits in depths:
+            plan = default_plan(state, bits, granularity)
+            size, value = measured(plan)
+            if ok(size, value):
+                best = Searched(plan, size, value)
+                break
+        if best is None:
+            return Searched(plan, size, value, path)  # the caller says what was not reached
+    else:
+        best = Searched(start, *measured(start))
+    names = [name for name, entry in best.plan.items() if entry.bits != EXACT_BITS]
+    while True:
+        trials = []
+        for name in names:
+            entry = best.plan[name]
+            bits = entry.bits - 1 if min_psnr is not None else entry.bits + 1
+            if not MIN_BITS <= bits <= MAX_BITS:
+                continue
+            plan = {**best.plan, name: TensorPlan(bits, entry.granularity)}
+            size, value = measured(plan)
+            if ok(size, value):
+                trials.append(Searched(plan, size, value))
+        if not trials:
+            break
+        chosen = min(trials, key=lambda t: t.size) if min_psnr is not None else max(trials, key=lambda t: t.psnr)
+        if min_psnr is None and chosen.psnr <= best.psnr:
+            break
+        best = chosen
+    best.path = path
+    return best
+
+
+@dataclass
+class PackSummary:
+    """What ``inrkit pack`` did: the file, its size against the float model's, the PSNRs and the plan."""
+
+    path: Path
+    bytes: int
+    float_bytes: int
+    coder: str
+    bits: dict[str, int]
+    granularity: str
+    psnr_float: float
+    psnr: float
+    reference: str
+    qat: dict[str, Any]
+    goal: dict[str, Any]
+    path_taken: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": str(self.path), "bytes": self.bytes, "float32_model_bytes": self.float_bytes,
+                "ratio": self.bytes / self.float_bytes, "coder": self.coder, "bits": self.bits,
+                "granularity": self.granularity, "psnr_float": self.psnr_float, "psnr": self.psnr,
+                "psnr_loss": self.psnr_float - self.psnr, "reference": self.reference, "qat": self.qat,
+                "goal": self.goal, "search_evaluations": len(self.path_taken)}
+
+
+def reference_samples(run, source: Path | None, host) -> tuple[torch.Tensor, torch.Tensor, float, str]:
+    """Coordinates, values, peak-to-peak range and a word on what they are, to measure a packed model against."""
+    from inrkit.signal import grid_coordinates
+    from inrkit.sources import reload_source
+    from inrkit.train import evaluate
+
+    try:
+        signal, _, _ = reload_source(run, source, host, strict=False)
+        coords, values = signal.coordinates(), signal.values
+        return coords, values, float(signal.data_range), "signal"
+    except InputError:
+        if source is not None:
+            raise
+    geometry = run.signal
+    if geometry.get("grid_shape"):
+        coords = grid_coordinates(geometry["grid_shape"], geometry["extent"])
+    else:
+        coords = torch.rand(SEARCH_SAMPLES, run.model_config.dims, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    warnings.warn(f"the signal {run.path} was fitted to is not at hand (pass it with --input FILE); the PSNR is "
+                  "measured against the float model's own output", InrkitWarning, stacklevel=2)
+    return coords, evaluate(run.model, coords), float(geometry.get("data_range") or 2.0), "float model"
+
+
+def _subset(coords: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if coords.shape[0] <= SEARCH_SAMPLES:
+        return coords, values
+    index = torch.randperm(coords.shape[0], generator=torch.Generator().manual_seed(0))[:SEARCH_SAMPLES]
+    return coords[index], values[index]
+
+
+def pack_run(run_dir: Path, output: Path, *, bits: int | None = None, target_psnr: float | None = None,
+             target_size: int | None = None, granularity: str = "tensor", coder: str = "auto",
+             qat_steps: int = QAT_STEPS, source: Path | None = None, host=None,
+             progress: Callable[[str], None] | None = None) -> PackSummary:
+    """Pack the run at ``run_dir`` into ``output`` (see the module docstring); written atomically."""
+    from inrkit.atomic import atomic_output
+    from inrkit.checkpoint import MODEL_FILE, load_run
+    from inrkit.host import get_host
+    from inrkit.qat import quantisation_aware_finish
+
+    output = Path(output)
+    if sum(x is not None for x in (bits, target_psnr, target_size)) > 1:
+        raise ConfigError("give at most one of --bits, --target-psnr and --target-size")
+    if output.suffix.lower() != SUFFIX:
+        raise ConfigError(f"-o {output} must end in {SUFFIX}")
+    if output.exists() and (output.is_dir() or not is_packed(output)):
+        raise ConfigError(f"-o {output} exists and is not an .inr file; choose another -o (only an .inr file is replaced)")
+    if target_psnr is not None and not (math.isfinite(target_psnr) and target_psnr > 0):
+        raise ConfigError(f"--target-psnr must be a positive number of dB, got {target_psnr}")
+    if not 0 <= qat_steps <= 100_000:
+        raise ConfigError(f"--qat-steps must be a whole number from 0 to 100000, got {qat_steps}")
+    run = load_run(run_dir)
+    state = {name: tensor.detach().cpu().clone() for name, tensor in run.model.state_dict().items()}
+    float_file = Path(run_dir) / MODEL_FILE
+    float_bytes = float_file.stat().st_size if float_file.is_file() else 4 * sum(t.numel() for t in state.values())
+    coords, values, data_range, reference = reference_samples(run, source, host or get_host())
+    search_coords, search_values = _subset(coords, values)
+    judge = Judge(copy.deepcopy(run.model), search_coords, search_values, data_range, run.config)
+    psnr_float = judge.psnr(state)
+    goal: dict[str, Any]
+    if bits is not None:
+        plan = default_plan(state, bits, granularity)
+        goal = {"bits": bits}
+    else:
+        if target_size is not None:
+            goal, search = {"target_size": target_size}, {"max_size": target_size}
+        else:
+            wanted = target_psnr if target_psnr is not None else psnr_float - PACK_TOLERANCE_DB
+            if wanted > psnr_float:
+                raise ConfigError(f"--target-psnr {target_psnr:g} dB is above the {psnr_float:.2f} dB of the model "
+                                  "being packed; a packed file cannot beat it: fit a larger or longer model "
+                                  "(`inrkit fit --target-psnr Q --pack`)")
+            goal = {"target_psnr": wanted} if target_psnr is not None else {"tolerance_db": PACK_TOLERANCE_DB}
+            search = {"min_psnr": wanted}
+        found = search_plan(judge, state, granularity, **search)
+        _check_reached(found, target_size, search.get("min_psnr"))
+        plan = found.plan
+    path_taken = list(found.path) if bits is None else []
+    qat: dict[str, Any] = {"steps": 0}
+    if qat_steps:
+        before = judge.psnr(quantised_state(state, plan))
+        if progress:
+            progress(f"quantisation-aware finish: {qat_steps} steps")
+        finished = quantisation_aware_finish(judge.model, coords, values, plan, steps=qat_steps, lr=QAT_LR)
+        tuned = {name: tensor.detach().cpu().clone() for name, tensor in finished.state_dict().items()}
+        after = judge.psnr(quantised_state(tuned, plan))
+        qat = {"steps": qat_steps, "lr": QAT_LR, "psnr_before": before, "psnr_after": after, "kept": after > before}
+        if after > before:
+            state = tuned
+            if bits is None:
+                again = search_plan(judge, state, granularity, start=plan, **search)
+                path_taken += again.path
+                plan = again.plan
+    data = pack(state, run.config, plan, coder)
+    with atomic_output(output) as temporary:
+        temporary.write_bytes(data)
+    final = quantised_state(state, plan)
+    judge_full = Judge(judge.model, coords, values, data_range, run.config)
+    from inrkit.packing import unpack
+
+    header, _ = unpack(data, str(output))
+    return PackSummary(output, len(data), float_bytes, header["coder"], _bits(plan), granularity,
+                       judge_full.psnr(state) if coords is not search_coords else psnr_float,
+                       judge_full.psnr(final), reference, qat, goal, path_taken)
+
+
+def _check_reached(found: Searched, target_size: int | None, wanted: float | None) -> None:
+    if target_size is not None and found.size > target_size:
+        raise ConfigError(f"--target-size {target_size:,} bytes is below the smallest file this model packs into "
+                          f"({found.size:,} bytes at {MIN_BITS} bits); give a larger size, or fit a smaller model")
+    if wanted is not None and found.psnr < wanted:
+        raise ConfigError(f"no bit depth up to {MAX_BITS} reaches {wanted:.2f} dB (best {found.psnr:.2f} dB); "
+                          "give a lower --target-psnr, or fit a larger or longer model")
+
+
+__all__ = [
+    "PACK_TOLERANCE_DB",
+    "QAT_LR",
+    "QAT_STEPS",
+    "PackSummary",
+    "Searched",
+    "pack_run",
+    "parse_size",
+    "reference_samples",
+    "search_plan",
+]

@@ -1,0 +1,103 @@
+"""Uniform quantisation of model tensors, per tensor or per channel (row), at 2 to 16 bits.
+
+The quantiser is symmetric and mid-tread: ``q = rint(x / step)`` with
+``step = max |x| / (2^(bits-1) - 1)`` over the tensor (or over each row), so
+zero is a level and ``q`` lies in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``.
+Weights concentrate near zero, which is what the entropy coder
+(:mod:`inrkit.entropy`) then exploits. Steps are float32; dequantisation is
+``float32(q) * step`` in float32, so a packed file and
+:func:`dequantise` give the same numbers bit for bit.
+
+A tensor may also be kept exact (:data:`EXACT_BITS`, raw float32): the
+output map's offset and scale, a handful of numbers that set the signal's
+units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from inrkit.errors import ConfigError
+
+#: Bit depths a quantised tensor may have.
+MIN_BITS, MAX_BITS = 2, 16
+#: The "bit depth" of a tensor stored exactly as float32.
+EXACT_BITS = 32
+#: Quantisation granularities: one step for the tensor, or one per row (output channel) of a matrix.
+GRANULARITIES = ("tensor", "channel")
+
+
+@dataclass(frozen=True)
+class Quantised:
+    """A quantised tensor: integer levels, the step of each row (one row for ``tensor``), its shape."""
+
+    levels: np.ndarray  # int32, flattened
+    steps: np.ndarray  # float32, one per row
+    shape: tuple[int, ...]
+    bits: int
+    granularity: str
+
+    @property
+    def largest(self) -> int:
+        """The largest level magnitude the bit depth allows."""
+        return largest_level(self.bits)
+
+
+def largest_level(bits: int) -> int:
+    """``2^(bits-1) - 1``: the largest |q| at this bit depth (2 bits: levels -1, 0, 1)."""
+    return (1 << (bits - 1)) - 1
+
+
+def check_bits(bits: int, what: str = "--bits") -> int:
+    """``bits`` as an int in ``[MIN_BITS, MAX_BITS]``, or a one-line :class:`ConfigError`."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= int(bits) <= MAX_BITS:
+        raise ConfigError(f"{what} must be a whole number from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def _rows(values: np.ndarray, granularity: str) -> np.ndarray:
+    if granularity == "channel" and values.ndim >= 2:
+        return values.reshape(values.shape[0], -1)
+    return values.reshape(1, -1)
+
+
+def quantise(values: np.ndarray, bits: int, granularity: str = "tensor") -> Quantised:
+    """Quantise a float tensor (numpy, any shape) to ``bits`` bits, per tensor or per row.
+
+    Raises
+    ------
+    ConfigError
+        On a bit depth outside 2..16, an unknown granularity or non-finite values.
+    """
+    bits = check_bits(bits)
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    values = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise ConfigError("the model holds NaN or infinite weights; it cannot be quantised (refit it)")
+    rows = _rows(values, granularity)
+    largest = largest_level(bits)
+    peak = np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
+    steps = (peak.astype(np.float64) / largest).astype(np.float32)
+    safe = np.where(steps > 0, steps, np.float32(1))
+    levels = np.clip(np.rint(rows / safe[:, None]), -largest, largest).astype(np.int32)
+    levels[steps == 0] = 0
+    return Quantised(levels.reshape(-1), steps, tuple(values.shape), bits, granularity)
+
+
+def dequantise(levels: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``float32(q) * step`` per row, reshaped to ``shape`` (float32; the file's numbers exactly)."""
+    steps = np.asarray(steps, dtype=np.float32)
+    rows = np.asarray(levels, dtype=np.int32).reshape(len(steps), -1).astype(np.float32)
+    return (rows * steps[:, None]).astype(np.float32).reshape(shape)
+
+
+def round_trip(values: np.ndarray, bits: int, granularity: str = "tensor") -> np.ndarray:
+    """The values a packed file at this bit depth gives back (quantise then dequantise)."""
+    quantised = quantise(values, bits, granularity)
+    return dequantise(quantised.levels, quantised.steps, quantised.shape)
+
+
+__all__ = ["EXACT_BITS", "GRANULARITIES", "MAX_BITS", "MIN_BITS", "Quantised", "check_bits", "dequantise",
+           "largest_level", "quantise", "round_trip"]
