@@ -103,11 +103,68 @@ def pack_after_fit(run_dir: Path, bits: int | None, quiet: bool) -> None:
         typer.echo(f"packed {summary.path}: {describe(summary)}")
 
 
+def _numbers(text: str | None, what: str, kind=float) -> list:
+    from inrkit.errors import ConfigError
+
+    if text is None:
+        return []
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not value > 0 for value in values):
+        raise ConfigError(f"{what} {text!r} is not a list of positive numbers like 1000,2000,4000")
+    return values
+
+
+def rd_command(
+    input: Annotated[Path, typer.Argument(help="Signal file (image, audio...).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The chart to write (.png); the table goes beside it as .md and .json.")],
+    params: Annotated[str | None, typer.Option(help="Model sizes to fit, comma-separated (default: 1/8, 1/4, 1/2 and 1 x the default size).")] = None,
+    max_seconds: Annotated[float, typer.Option(help="Fitting seconds per size.")] = 60.0,
+    steps: Annotated[int | None, typer.Option(help="Fitting steps per size (instead of --max-seconds).")] = None,
+    at: Annotated[str | None, typer.Option(help="Rates at which to compare with each codec, comma-separated (default: inrkit's own).")] = None,
+    target_sizes: Annotated[str | None, typer.Option(help="Also pack each fit at these file sizes, comma-separated (bytes, or 2.4KB, 4KiB).")] = None,
+    signal: Annotated[str | None, typer.Option("--signal", "-s", help="Signal type; default from the file extension.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Rate-distortion: fit and pack at several sizes, against the codecs the signal's plugin knows (JPEG, WebP,
+    AVIF; Ogg Vorbis, Opus, FLAC)."""
+    main = _main()
+    with main._Guard():
+        from inrkit.errors import ConfigError
+        from inrkit.packjob import parse_size
+        from inrkit.ratedistortion import curves, rate_distortion
+
+        sizes = [int(p) for p in _numbers(params, "--params", int)] or None
+        packed_sizes = tuple(parse_size(t) for t in target_sizes.split(",")) if target_sizes else ()
+        rates = tuple(_numbers(at, "--at"))
+        if steps is not None and steps < 1:
+            raise ConfigError(f"--steps must be a positive whole number, got {steps}")
+        with main._observed(quiet=quiet, announce=False) as host:
+            result = rate_distortion(input, output, params_list=sizes, seconds=max_seconds, steps=steps,
+                                     signal_name=signal, rates=rates, target_bytes=packed_sizes, host=host)
+        if quiet:
+            return
+        rows = result["rows"]
+        unit = rows[0]["rate_unit"]
+        for row in (r for r in rows if r["method"] == "inrkit"):
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in row["metrics"].items())
+            typer.echo(f"inrkit {row['setting']}: {row['bytes']:,} bytes, {row['rate']:.3f} {unit}, {shown}")
+        if not rates:
+            from inrkit.ratedistortion import comparison
+
+            rates = tuple(curves(rows)["inrkit"][0])
+            result["comparison"] = comparison(rows, rates)
+        for method, facts in result["comparison"].items():
+            parts = [f"{rate}: {d['difference']:+.2f}" for rate, d in facts["at"].items() if d["difference"] is not None]
+            crossed = ", ".join(f"{c:.3f}" for c in facts["crossings"]) or "none in the common range"
+            typer.echo(f"vs {method}: inrkit minus {method} at {unit} " + ("; ".join(parts) or "(no common rates)")
+                       + f"; curves cross at {crossed}")
+        typer.echo(f"wrote {output} and {output.with_suffix('.md')}, {output.with_suffix('.json')}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``pack`` and ``rd`` to the app."""
     app.command("pack")(pack_command)
-    try:
-        from inrkit.cli.rd import rd_command
-    except ImportError:  # the rd command is optional
-        return
     app.command("rd")(rd_command)

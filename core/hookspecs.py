@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from inrkit.events import FitEnded, FitStarted, PhaseProgress, StepEnded
     from inrkit.plugin_types import ExporterType, LossType, SamplerType, SignalType
+    from inrkit.signal import Signal
 
 #: Version of the hook specifications. A plugin may declare the version it was
 #: written against as ``INRKIT_HOOK_VERSION``; a different major version is
@@ -226,4 +227,36 @@ def inrkit_phase_progress(progress: PhaseProgress) -> None:
         def inrkit_phase_progress(progress):
             if progress.total:
                 log.info("%s: %.0f%%", progress.phase, 100 * progress.done / progress.total)
+    """
+
+
+@hookspec
+def inrkit_rate_distortion(signal: Signal, signal_type: str, reconstructions: list) -> list | None:
+    """Measure packed reconstructions and the codecs a user would otherwise pick, for ``inrkit rd``.
+
+    Optional (added in hook version 1.1, compatible): a plugin answers for its own signal types and
+    returns None for others. Every row is a plain dict ``{"method", "setting", "bytes", "rate",
+    "rate_unit", "metrics"}``; ``metrics`` maps names to numbers, the first one is plotted.
+
+    Parameters
+    ----------
+    signal:
+        The :class:`~inrkit.plugin.Signal` that was fitted.
+    signal_type:
+        Its signal type's name.
+    reconstructions:
+        ``(setting, file_bytes, values)`` per packed ``.inr`` file: ``values`` is the packed model
+        evaluated at the signal's samples, ``[N, channels]``. Return one ``"method": "inrkit"`` row
+        for each, measured the way the codecs' rows are.
+
+    Example::
+
+        @hookimpl
+        def inrkit_rate_distortion(signal, signal_type, reconstructions):
+            if signal_type != "csv":
+                return None
+            rows = [{"method": "inrkit", "setting": s, "bytes": n, "rate": 8 * n / signal.samples,
+                     "rate_unit": "bits per sample", "metrics": {"psnr": psnr(v, signal.values, 2.0)}}
+                    for s, n, v in reconstructions]
+            return rows + my_codec_rows(signal)
     """

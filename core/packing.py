@@ -5,7 +5,7 @@ Layout (all integers little-endian)::
     magic      8 bytes   b"\\x89INRKIT\\n"
     version    u16       PACK_VERSION (a newer one is refused before anything else is read)
     lengths    3 x u32   header, coded and raw section lengths
-    header     deflate-compressed JSON (raw deflate, zlib): format, format_version, the run's model and
+    header     deflate-compressed JSON (raw deflate, zlib, preset dictionary HEADER_DICTIONARY): format, format_version, the run's model and
                signal sections (architecture, geometry, output map), loss, and per tensor its bit depth
                and granularity, the coder and each coded stream's model parameters
     coded      entropy-coded integers (inrkit.entropy): quantised weights, then the lattice frequencies
@@ -51,6 +51,25 @@ _PREAMBLE = struct.Struct("<8sHIII")
 _CHECKSUM_BYTES = 8
 #: Largest .inr file read (bytes): a model of inrkit's largest size at 16 bits, with room.
 MAX_PACKED_BYTES = 256 * 1024 * 1024
+#: Preset dictionary of the header's deflate stream (format version 1): the keys and values most headers share,
+#: so that a small model's header costs little. Part of the format: changing it needs a new PACK_VERSION.
+HEADER_DICTIONARY = (
+    b'{"low":-1,"high":1},{"low":0,"high":0,"family":"laplace","mean":0.0,"scale":1.0},{"low":-127,"high":127,'
+    b'"family":"gaussian","mean":0.0,"scale":1.0}],"sample_rate":16000,"channels":1,"frames":32000,"format":"WAV",'
+    b'"subtype":"PCM_16","duration_seconds":2.0},"signal_type":"audio","exporter":"wav"},"transform":'
+    b'{"format":"inrkit-packed","format_version":1,"model":{"dims":2,"out_channels":3,"input_frequencies":1,'
+    b'"width":1,"hidden_layers":2,"architecture":"lattice","bandlimit":[1,1],"low_bandlimit":[1,1],'
+    b'"bound_mode":"tanh","output_offset":[0.0,0.0,0.0],"output_scale":[1.0,1.0,1.0]},"signal":{"kind":"image",'
+    b'"dims":2,"channels":3,"grid_shape":[256,256],"extent":[1.0,1.0],"nyquist":[63.75,63.75],"data_range":2.0,'
+    b'"metadata":{"mode":"RGB","bit_depth":8,"peak":255,"source_mode":"RGB","height":256,"width":256},'
+    b'"signal_type":"image","exporter":"png"},"loss":"mse","inrkit_version":"0.1.0","coder":"range","tensors":'
+    b'[{"name":"input.phases","bits":8,"granularity":"tensor","streams":1},{"name":"input.frequencies",'
+    b'"bits":"integer","streams":2},{"name":"hidden.0.bias","bits":8,"granularity":"tensor","streams":1},'
+    b'{"name":"hidden.0.weight","bits":8,"granularity":"tensor","streams":1},{"name":"head.weight","bits":8,'
+    b'"granularity":"tensor","streams":1},{"name":"head.bias","bits":8,"granularity":"tensor","streams":1},'
+    b'{"name":"output.offset","bits":32},{"name":"output.scale","bits":32}],"streams":[{"low":-127,"high":127,'
+    b'"family":"laplace","mean":0.0,"scale":'
+)
 #: Largest decompressed header.
 MAX_HEADER_JSON = 16 * 1024 * 1024
 #: Tensors kept exact (float32) whatever the bit depth: a few numbers that set the signal's units.
@@ -130,7 +149,7 @@ def pack(state: dict[str, torch.Tensor], sections: dict[str, Any], plan: dict[st
     header = {"format": PACK_FORMAT, "format_version": PACK_VERSION, **carried_sections(sections),
               "coder": coder, "tensors": tensors, "streams": params}
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    squeezer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=HEADER_DICTIONARY)
     compressed = squeezer.compress(text) + squeezer.flush()
     raw_bytes = b"".join(raw)
     body = _PREAMBLE.pack(MAGIC, PACK_VERSION, len(compressed), len(coded), len(raw_bytes)) + compressed + coded + raw_bytes
@@ -224,7 +243,7 @@ def _header(compressed: bytes, where: str) -> dict[str, Any]:
     from inrkit.runschema import check_run_config
 
     try:
-        inflater = zlib.decompressobj(-15)
+        inflater = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
         text = inflater.decompress(compressed, MAX_HEADER_JSON)
         if inflater.unconsumed_tail:
             raise _damaged(where, f"its header is larger than {MAX_HEADER_JSON:,} bytes")

@@ -163,3 +163,13 @@ def inrkit_register_exporters(register):
     register(ExporterType("wav", "audio", (".wav",), export_audio, "WAV, source bit depth, any sample rate", options))
     register(ExporterType("flac", "audio", (".flac",), export_audio, "FLAC (16/24-bit), any sample rate", options))
     register(ExporterType("ogg", "audio", (".ogg",), export_audio, "Ogg Vorbis, any sample rate", options))
+
+
+@hookimpl
+def inrkit_rate_distortion(signal, signal_type, reconstructions):
+    """``inrkit rd``: packed reconstructions against Ogg Vorbis, Opus and FLAC (see :mod:`inrkit.plugins.audio.codecs`)."""
+    if signal_type != "audio":
+        return None
+    from inrkit.plugins.audio.codecs import rate_distortion_rows
+
+    return rate_distortion_rows(signal, reconstructions)

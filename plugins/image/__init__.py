@@ -141,3 +141,13 @@ def inrkit_register_signals(register):
 def inrkit_register_exporters(register):
     register(ExporterType("png", "image", (".png",), export_png, "PNG at the native or any resolution"))
     register(ExporterType("tiff", "image", (".tif", ".tiff"), export_tiff, "TIFF (keeps float images as float)"))
+
+
+@hookimpl
+def inrkit_rate_distortion(signal, signal_type, reconstructions):
+    """``inrkit rd``: packed reconstructions against JPEG, WebP and AVIF (see :mod:`inrkit.plugins.image.codecs`)."""
+    if signal_type != "image":
+        return None
+    from inrkit.plugins.image.codecs import rate_distortion_rows
+
+    return rate_distortion_rows(signal, reconstructions)

@@ -14,6 +14,7 @@ from inrkit.entropy import CODERS, Stream, decode, encode
 from inrkit.errors import ConfigError, RunDirError
 from inrkit.model import build_model
 from inrkit.packing import (
+    HEADER_DICTIONARY,
     MAGIC,
     PACK_VERSION,
     default_plan,
@@ -168,9 +169,9 @@ def with_header(data: bytes, edit) -> bytes:
     """``data`` with its header JSON edited by ``edit`` and a valid checksum (a consistent-looking forgery)."""
     _, version, header_len, coded_len, raw_len = struct.unpack_from("<8sHIII", data)
     start = struct.calcsize("<8sHIII")
-    header = json.loads(zlib.decompress(data[start:start + header_len], -15))
+    header = json.loads(zlib.decompressobj(-15, zdict=HEADER_DICTIONARY).decompress(data[start:start + header_len]))
     edit(header)
-    squeezer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARY)
     text = squeezer.compress(json.dumps(header).encode()) + squeezer.flush()
     rest = data[start + header_len:-8]
     return rechecksum(struct.pack("<8sHIII", MAGIC, version, len(text), coded_len, raw_len) + text + rest)

@@ -1,0 +1,97 @@
+"""Rate-distortion of packed inrkit files against JPEG, WebP and AVIF (photos) and Ogg Vorbis, Opus, FLAC (audio).
+
+For each input, ``inrkit.ratedistortion.rate_distortion`` (what ``inrkit rd`` runs) fits a few model sizes
+on the CPU for a fixed wall-clock budget each, packs every fit at the default (within 0.2 dB of the float
+model) and again at the file sizes of the rates compared (photos: 0.3 and 0.5 bits per pixel at 256x256,
+2,458 and 4,096 bytes; audio: 16 and 32 kbit/s over 2 s, 4,000 and 8,000 bytes), and measures both sides the
+same way (8-bit pixels and PSNR; SNR and log-spectral distance). inrkit's curve is the best-quality envelope of
+all its points; codecs are interpolated linearly in log rate.
+
+    python benchmarks/rd.py --part photos --seconds 120
+    python benchmarks/rd.py --part audio --seconds 120
+
+Writes ``benchmarks/results/rd_<input>.png/.md/.json`` per input and ``rd_<part>.md/.json`` with the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PHOTOS = ["astronaut-256.png", "camera-256.png", "chelsea-256.png", "coffee-256.png", "rocket-256.png"]
+AUDIO = ["speech-16k.wav", "melody-16k.wav"]
+PARTS = {
+    "photos": {"inputs": PHOTOS, "params": [3000, 6000], "rates": (0.3, 0.5), "bytes": (2458, 4096)},
+    "audio": {"inputs": AUDIO, "params": [6000, 12000], "rates": (16.0, 32.0), "bytes": (4000, 8000)},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=sorted(PARTS), required=True)
+    parser.add_argument("--seconds", type=float, default=120.0, help="fitting seconds per model size")
+    parser.add_argument("--params", type=str, default=None, help="model sizes, comma-separated")
+    parser.add_argument("--inputs", nargs="*", default=None, help="dataset file names (default: the part's)")
+    parser.add_argument("--name", default=None, help="summary file name (default rd_<part>)")
+    args = parser.parse_args()
+
+    import torch
+    from inrkit.ratedistortion import rate_distortion
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    part = PARTS[args.part]
+    params = [int(p) for p in args.params.split(",")] if args.params else part["params"]
+    inputs = [name for name in (args.inputs or part["inputs"]) if (ROOT / "datasets" / name).exists()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "load_before": os.getloadavg(), "seconds_per_fit": args.seconds, "params": params, "inputs": {}}
+    for name in inputs:
+        started = time.perf_counter()
+        result = rate_distortion(ROOT / "datasets" / name, RESULTS / f"rd_{Path(name).stem}.png", params_list=params,
+                                 seconds=args.seconds, rates=part["rates"], target_bytes=part["bytes"])
+        summary["inputs"][name] = {"comparison": result["comparison"], "fits": result["fits"],
+                                   "wall_seconds": time.perf_counter() - started}
+        print(name, json.dumps(result["comparison"], default=str)[:600], flush=True)
+    summary["load_after"] = os.getloadavg()
+    name = args.name or f"rd_{args.part}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / f"{name}.md").write_text(report(summary, part["rates"]))
+
+
+def report(summary: dict, rates: tuple[float, ...]) -> str:
+    lines = [f"# Rate-distortion, {len(summary['inputs'])} inputs", "",
+             (f"Machine: {summary['machine']}; load average before {summary['load_before'][0]:.2f}, after "
+              f"{summary['load_after'][0]:.2f}. Fitting: {summary['seconds_per_fit']:g} s per model size, sizes "
+              f"{summary['params']} (CPU)."), ""]
+    codecs = sorted({codec for entry in summary["inputs"].values() for codec in entry["comparison"]})
+    header = "| input | " + " | ".join(f"inrkit @ {r:g} | " + " | ".join(f"{c} @ {r:g}" for c in codecs)
+                                       for r in rates) + " |"
+    lines += [header, "|---|" + "---|" * (len(rates) * (1 + len(codecs)))]
+    for name, entry in summary["inputs"].items():
+        cells = []
+        for rate in rates:
+            key = f"{rate:g}"
+            ours = next((facts["at"][key]["inrkit"] for facts in entry["comparison"].values()), None)
+            cells.append("n/a" if ours is None else f"{ours:.2f}")
+            for codec in codecs:
+                theirs = entry["comparison"].get(codec, {}).get("at", {}).get(key, {}).get(codec)
+                cells.append("n/a" if theirs is None else f"{theirs:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Where the inrkit curve crosses each codec's (rate; none: no crossing in the rates both cover):", ""]
+    for name, entry in summary["inputs"].items():
+        crossed = "; ".join(f"{codec}: {', '.join(f'{c:.3f}' for c in facts['crossings']) or 'none'}"
+                            for codec, facts in entry["comparison"].items())
+        fits = ", ".join(f"{f['params']:,} params: {f['steps']} steps in {f['seconds']:.0f} s "
+                         f"({f['steps'] / max(f['seconds'], 1e-9):.1f} steps/s)" for f in entry["fits"])
+        lines.append(f"* {name}: {crossed}. Fits: {fits}.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
