@@ -187,8 +187,9 @@ def fit(
                   "see `inrkit fit --help`")
 
         if pack or bits is not None:  # checked before training
-            from inrkit.cli.pack import check_fit_pack
+            from inrkit.cli.pack import check_fit_pack, fit_goal_for_pack
             check_fit_pack(pack, bits)
+            target_psnr, settings["prune"] = fit_goal_for_pack(target_psnr, settings["prune"])
         model_options = _model_options(settings)
         train_config = TrainConfig.with_budget(
             FIT_STEPS, steps=steps, max_seconds=max_seconds, target_psnr=target_psnr, lr=lr, lr_final=lr_final,
@@ -207,7 +208,7 @@ def fit(
             _summarise(summary)
         if pack and not summary.interrupted:
             from inrkit.cli.pack import pack_after_fit
-            pack_after_fit(summary.run_dir, bits, quiet)
+            pack_after_fit(summary.run_dir, bits, quiet, settings["target_psnr"])
         _exit_if_interrupted(summary)
 
 

@@ -84,23 +84,66 @@ def check_fit_pack(pack: bool, bits: int | None) -> None:
         check_bits(bits)
 
 
-def pack_after_fit(run_dir: Path, bits: int | None, quiet: bool) -> None:
-    """``inrkit fit --pack``: pack the new run into RUN/model.inr and add the result to its metrics.json."""
+#: dB above ``--target-psnr`` that ``fit --target-psnr Q --pack`` fits to, so that the packed file can reach Q.
+PACK_MARGIN_DB = 0.3
+
+
+def fit_goal_for_pack(target_psnr: float | None, prune: bool) -> tuple[float | None, bool]:
+    """``fit --target-psnr Q --pack``: the fit aims at Q + margin and searches the size by pruning (``--prune``)."""
+    if target_psnr is None:
+        return None, prune
+    return target_psnr + PACK_MARGIN_DB, True
+
+
+def pack_after_fit(run_dir: Path, bits: int | None, quiet: bool, target_psnr: float | None = None) -> None:
+    """``inrkit fit --pack``: pack the new run into RUN/model.inr and add the result to its metrics.json.
+
+    With ``target_psnr`` the smallest file reaching it (the fit was aimed above it and pruned to size); when the
+    fit fell short, the default pack, with a warning. The search path goes to ``metrics.json`` and
+    ``pack_path.png`` (file size against PSNR of every plan measured).
+    """
     import json
 
     from inrkit.atomic import write_json
     from inrkit.checkpoint import METRICS_FILE
+    from inrkit.errors import ConfigError
     from inrkit.packjob import pack_run
 
     main = _main()
     with main._observed(quiet=quiet, announce=False) as host:
-        summary = pack_run(run_dir, Path(run_dir) / "model.inr", bits=bits, host=host)
+        try:
+            summary = pack_run(run_dir, Path(run_dir) / "model.inr", bits=bits, target_psnr=target_psnr, host=host)
+        except ConfigError as error:
+            if target_psnr is None:
+                raise
+            typer.echo(f"warning: the packed file cannot reach --target-psnr {target_psnr:g} ({error}); "
+                       "packed within 0.2 dB of the fit instead", err=True)
+            summary = pack_run(run_dir, Path(run_dir) / "model.inr", bits=bits, host=host)
     metrics_path = Path(run_dir) / METRICS_FILE
     metrics = json.loads(metrics_path.read_text())
-    metrics["packed"] = summary.to_dict() | {"file": "model.inr"}
+    metrics["packed"] = summary.to_dict() | {"file": "model.inr", "search_path": summary.path_taken}
     write_json(metrics_path, metrics)
+    if summary.path_taken:
+        _path_picture(summary.path_taken, Path(run_dir) / "pack_path.png", target_psnr)
     if not quiet:
         typer.echo(f"packed {summary.path}: {describe(summary)}")
+
+
+def _path_picture(path_taken: list[dict], picture: Path, goal: float | None) -> None:
+    """PSNR against file size of every plan the bit-depth search measured (``pack_path.png``)."""
+    import numpy as np
+    from inrkit.atomic import atomic_output
+    from inrkit.plots import line_chart
+
+    ordered = sorted(path_taken, key=lambda p: p["bytes"])
+    x = np.array([p["bytes"] for p in ordered], dtype=np.float64)
+    y = np.array([p["psnr"] for p in ordered], dtype=np.float64)
+    series = [(x, y, (30, 90, 200), "plans measured")]
+    if goal is not None:
+        series.append((x[[0, -1]], np.array([goal, goal]), (200, 30, 30), "--target-psnr"))
+    image = line_chart(series, "packed file: PSNR (dB) against bytes", "bytes", log_y=False)
+    with atomic_output(picture) as temporary:
+        image.save(temporary, format="PNG")
 
 
 def _numbers(text: str | None, what: str, kind=float) -> list:

@@ -84,6 +84,30 @@ def fit_file(
     from. A checkpoint of an unfinished fit at ``output`` is
     replaced only with ``overwrite``.
     """
+    return prepare_fit(path, output, model_options=model_options, train_config=train_config, signal_name=signal_name,
+                       loss_name=loss_name, overwrite=overwrite, host=host, spectrum_every=spectrum_every, prune=prune,
+                       load_options=load_options, checkpoint_every=checkpoint_every).run()
+
+
+def prepare_fit(
+    path: Path,
+    output: Path,
+    *,
+    model_options: ModelOptions | None = None,
+    train_config: TrainConfig | None = None,
+    signal_name: str | None = None,
+    loss_name: str | None = None,
+    overwrite: bool = False,
+    host: Host | None = None,
+    spectrum_every: int | None = None,
+    prune: PruneOptions | None = None,
+    load_options: dict[str, Any] | None = None,
+    checkpoint_every: str | None = None,
+) -> FitJob:
+    """Everything :func:`fit_file` does before training: the checks, the signal, the plan, the untrained model.
+
+    ``prepare_fit(...).run()`` is :func:`fit_file`; :mod:`inrkit.batched` trains several prepared jobs at once.
+    """
     from inrkit.config import FIT_STEPS
     from inrkit.resume import check_no_checkpoint, checkpointing, parse_every
 
@@ -115,7 +139,7 @@ def fit_file(
                   spectrum_every, prune, model_options)
     if every is not None:
         job.checkpointing = checkpointing(job, every, checkpoint_every, load_options)
-    return job.run()
+    return job
 
 
 @dataclass
@@ -333,6 +357,6 @@ def export_run(
     return exporter.export(request) or {}
 
 
-__all__ = ["FULL_BATCH_LIMIT", "FitSummary", "ModelOptions", "default_params", "export_run",
-           "fit_file", "load_signal", "load_with", "plan_model", "prune_path_figure", "prune_run", "reload_source",
-           "run_signal_type", "source_facts", "spectrum_of_run", "write_spectrum"]
+__all__ = ["FULL_BATCH_LIMIT", "FitJob", "FitSummary", "ModelOptions", "default_params", "export_run",
+           "fit_file", "load_signal", "load_with", "plan_model", "prepare_fit", "prune_path_figure", "prune_run",
+           "reload_source", "run_signal_type", "source_facts", "spectrum_of_run", "write_spectrum"]

@@ -96,15 +96,27 @@ def test_default_pack_chooses_bits_within_the_tolerance(packed, tmp_path):
     assert float_psnr - 0.2 - 1e-6 <= psnr_of(default, source) < float_psnr + 0.5
     bits = {entry["name"]: entry["bits"] for entry in read_packed(default)[0]["tensors"]}
     assert len({bits[name] for name in ("input.phases", "hidden.0.weight", "head.weight")}) > 1  # per tensor
-    sized = invoke("pack", run, "-o", tmp_path / "s.inr", "--target-size", "1000", "--qat-steps", "0")
+    sized = invoke("pack", run, "-o", tmp_path / "s.inr", "--target-size", "550", "--qat-steps", "0")
     assert sized.exit_code == 0, sized.output
-    assert (tmp_path / "s.inr").stat().st_size <= 1000 < default.stat().st_size
+    assert (tmp_path / "s.inr").stat().st_size <= 550 < default.stat().st_size
     assert psnr_of(tmp_path / "s.inr", source) < float_psnr - 0.2
     wanted = float_psnr - 3
     reached = invoke("pack", run, "-o", tmp_path / "t.inr", "--target-psnr", f"{wanted}", "--qat-steps", "0")
     assert reached.exit_code == 0, reached.output
     assert psnr_of(tmp_path / "t.inr", source) >= wanted
     assert (tmp_path / "s.inr").stat().st_size < (tmp_path / "t.inr").stat().st_size < default.stat().st_size
+
+
+def test_fit_target_psnr_pack_searches_size_and_bits(packed, tmp_path):
+    _, source, _ = packed
+    run = tmp_path / "t"
+    result = invoke("fit", source, "-o", run, "--steps", "50", "--params", "900", "--quiet", "--target-psnr", "22",
+                    "--pack")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["packed"]["goal"] == {"target_psnr": 22.0} and metrics["prune_path"]
+    assert psnr_of(run / "model.inr", source) >= 22.0 and (run / "pack_path.png").is_file()
+    assert len(metrics["packed"]["search_path"]) >= 2
 
 
 def test_sizes_parse():
