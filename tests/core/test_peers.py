@@ -228,3 +228,30 @@ def test_gradients_with_respect_to_the_coordinates_match_finite_differences(arch
         with torch.no_grad():
             difference = (model(x + shift) - model(x - shift)).item() / (2 * step)
         assert abs(gradient[0, axis].item() - difference) < 1e-5 * max(1.0, abs(difference))
+
+
+def test_a_peer_fit_resumes_bit_for_bit(tmp_path):
+    """Ctrl-C a hash-grid fit after a checkpoint, resume it: the same bytes as an uninterrupted fit."""
+    from inrkit.hookspecs import hookimpl
+
+    class Stop:
+        @hookimpl
+        def inrkit_step_end(self, step):
+            if step.step == 13:
+                raise KeyboardInterrupt
+
+    source = tmp_path / "photo.png"
+    y, x = np.mgrid[0:24, 0:32]
+    Image.fromarray((128 + 80 * np.sin(x / 4) * np.cos(y / 5)).astype(np.uint8)).save(source)
+    fast = ["--architecture", "hashgrid", "--params", "900", "--steps", "20", "--device", "cpu", "--quiet"]
+    assert invoke("fit", source, "-o", tmp_path / "reference", *fast).exit_code == 0
+    host, stop = get_host(), Stop()
+    host.pm.register(stop, name="peers-stop")
+    try:
+        result = invoke("fit", source, "-o", tmp_path / "run", "--checkpoint-every", "5", *fast)
+    finally:
+        host.pm.unregister(stop)
+    assert result.exit_code == 130, result.output  # interrupted: the run so far is written, the checkpoint kept
+    assert invoke("fit", "--resume", tmp_path / "run", "--quiet").exit_code == 0
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == \
+        (tmp_path / "reference" / "model.safetensors").read_bytes()
