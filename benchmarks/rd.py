@@ -1,8 +1,7 @@
 """Rate-distortion of packed inrkit files against JPEG, WebP and AVIF (photos) and Ogg Vorbis, Opus, FLAC (audio).
 
 For each input, ``inrkit.ratedistortion.rate_distortion`` (what ``inrkit rd`` runs) fits a few model sizes
-on the CPU for a fixed wall-clock budget each, packs every fit at the default (within 0.2 dB of the float
-model) and again at the file sizes of the rates compared (photos: 0.3 and 0.5 bits per pixel at 256x256,
+on the CPU for a fixed wall-clock budget each, packs every fit at the file sizes of the rates compared (photos: 0.3 and 0.5 bits per pixel at 256x256,
 2,458 and 4,096 bytes; audio: 16 and 32 kbit/s over 2 s, 4,000 and 8,000 bytes), and measures both sides the
 same way (8-bit pixels and PSNR; SNR and log-spectral distance). inrkit's curve is the best-quality envelope of
 all its points; codecs are interpolated linearly in log rate.
@@ -39,13 +38,22 @@ def main() -> None:
     parser.add_argument("--params", type=str, default=None, help="model sizes, comma-separated")
     parser.add_argument("--inputs", nargs="*", default=None, help="dataset file names (default: the part's)")
     parser.add_argument("--name", default=None, help="summary file name (default rd_<part>)")
+    parser.add_argument("--merge", nargs="*", default=None, help="summary names to merge into --name (no fitting)")
     args = parser.parse_args()
+    part = PARTS[args.part]
+    if args.merge:
+        merged = [json.loads((RESULTS / f"{name}.json").read_text()) for name in args.merge]
+        summary = {**merged[0], "inputs": {k: v for m in merged for k, v in m["inputs"].items()},
+                   "load_before": max(m["load_before"] for m in merged), "load_after": max(m["load_after"] for m in merged)}
+        name = args.name or f"rd_{args.part}"
+        (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
+        (RESULTS / f"{name}.md").write_text(report(summary, part["rates"]))
+        return
 
     import torch
     from inrkit.ratedistortion import rate_distortion
 
     torch.set_num_threads(os.cpu_count() or 1)
-    part = PARTS[args.part]
     params = [int(p) for p in args.params.split(",")] if args.params else part["params"]
     inputs = [name for name in (args.inputs or part["inputs"]) if (ROOT / "datasets" / name).exists()]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -77,8 +85,9 @@ def report(summary: dict, rates: tuple[float, ...]) -> str:
         cells = []
         for rate in rates:
             key = f"{rate:g}"
-            ours = next((facts["at"][key]["inrkit"] for facts in entry["comparison"].values()), None)
-            cells.append("n/a" if ours is None else f"{ours:.2f}")
+            facts = next((facts["at"][key] for facts in entry["comparison"].values()), {})
+            ours = facts.get("inrkit")
+            cells.append("n/a" if ours is None else f"{ours:.2f} (at {facts['rate']:.3f})")
             for codec in codecs:
                 theirs = entry["comparison"].get(codec, {}).get("at", {}).get(key, {}).get(codec)
                 cells.append("n/a" if theirs is None else f"{theirs:.2f}")

@@ -167,7 +167,7 @@ def rd_command(
     max_seconds: Annotated[float, typer.Option(help="Fitting seconds per size.")] = 60.0,
     steps: Annotated[int | None, typer.Option(help="Fitting steps per size (instead of --max-seconds).")] = None,
     at: Annotated[str | None, typer.Option(help="Rates at which to compare with each codec, comma-separated (default: inrkit's own).")] = None,
-    target_sizes: Annotated[str | None, typer.Option(help="Also pack each fit at these file sizes, comma-separated (bytes, or 2.4KB, 4KiB).")] = None,
+    target_sizes: Annotated[str | None, typer.Option(help="Pack each fit at these file sizes, comma-separated (bytes, or 2.4KB, 4KiB), instead of at the default.")] = None,
     signal: Annotated[str | None, typer.Option("--signal", "-s", help="Signal type; default from the file extension.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
 ) -> None:

@@ -30,8 +30,8 @@ def inrkit_points(path: Path, work: Path, params_list: list[int], seconds: float
                   ) -> tuple[Any, Any, list[tuple[str, int, Any]], list]:
     """Fit and pack ``path`` at each size; returns the signal, its type, (setting, bytes, values) and summaries.
 
-    Each fit is packed at the default (within 0.2 dB of the float model), and again for each of
-    ``target_bytes`` that it can reach (``inrkit pack --target-size``): model size and bit depth both vary.
+    Each fit is packed at each of ``target_bytes`` that it can reach (``inrkit pack --target-size``), or at
+    the default (within 0.2 dB of the float model) when none is given: model size and bit depth both vary.
     """
     from inrkit.checkpoint import load_run
     from inrkit.config import ModelOptions, TrainConfig
@@ -51,7 +51,8 @@ def inrkit_points(path: Path, work: Path, params_list: list[int], seconds: float
                           signal_name=signal_name, host=host, overwrite=True)
         fits.append({"params": fitted.parameters, "steps": fitted.result.steps, "seconds": fitted.result.seconds,
                      "psnr": fitted.metrics["final"].get("psnr")})
-        goals = [("", None)] + [(f", at most {size:,} bytes", size) for size in target_bytes]
+        # The default pack, unless sizes are asked for (each pack has its own quantisation-aware finish).
+        goals = [(f", at most {size:,} bytes", size) for size in target_bytes] or [("", None)]
         for label, size in goals:
             try:
                 summary = pack_run(run_dir, work / f"run-{params}-{size}.inr", target_size=size, host=host)
@@ -119,8 +120,18 @@ def crossings(mine: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.n
     return found
 
 
+def best_within(line: tuple[np.ndarray, np.ndarray], budget: float) -> tuple[float, float] | None:
+    """The best (rate, value) of a curve at a rate of at most ``budget`` (what that many bytes buy), or None."""
+    inside = [(r, v) for r, v in zip(*line) if r <= budget * (1 + 1e-9)]
+    return max(inside, key=lambda p: p[1]) if inside else None
+
+
 def comparison(rows: list[dict[str, Any]], rates: tuple[float, ...]) -> dict[str, Any]:
-    """inrkit against every codec: the difference at each of ``rates`` and where the curves cross."""
+    """inrkit against every codec at each of ``rates``, and where the curves cross.
+
+    At a rate R, inrkit's best file of at most R is compared with the codec's curve interpolated at that
+    file's own rate: both sides at the same file size.
+    """
     lines = curves(rows)
     mine = lines.get("inrkit")
     out: dict[str, Any] = {}
@@ -131,8 +142,10 @@ def comparison(rows: list[dict[str, Any]], rates: tuple[float, ...]) -> dict[str
             continue
         at = {}
         for rate in rates:
-            ours, theirs = interpolate(*mine, rate), interpolate(*line, rate)
-            at[f"{rate:g}"] = {"inrkit": ours, method: theirs,
+            point = best_within(mine, rate)
+            ours = None if point is None else float(point[1])
+            theirs = None if point is None else interpolate(*line, float(point[0]))
+            at[f"{rate:g}"] = {"inrkit": ours, method: theirs, "rate": None if point is None else float(point[0]),
                                "difference": None if ours is None or theirs is None else ours - theirs}
         out[method] = {"at": at, "crossings": crossings(mine, line)}
     return out

@@ -32,8 +32,10 @@ def test_crossing_of_two_lines_in_log_rate_is_found_where_algebra_puts_it():
     other = (rates, 14 + 10 * np.log2(rates))
     assert crossings(mine, other) == [pytest.approx(2 ** 1.5, rel=2e-3)]
     rows = [row("inrkit", r, v) for r, v in zip(*mine)] + [row("JPEG", r, v) for r, v in zip(*other)]
-    at = comparison(rows, (1.0, 4.0))["JPEG"]["at"]
+    at = comparison(rows, (1.0, 4.0, 1.5))["JPEG"]["at"]
     assert at["1"]["difference"] == pytest.approx(6.0) and at["4"]["difference"] == pytest.approx(-2.0)
+    # 1.5 bpp buys inrkit's 1-bpp file, compared with the codec at 1 bpp (the same size)
+    assert at["1.5"]["rate"] == 1.0 and at["1.5"]["difference"] == pytest.approx(6.0)
 
 
 def test_image_rows_measure_both_sides_on_8_bit_pixels():
