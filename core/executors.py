@@ -82,8 +82,10 @@ def groups_of(entries: list[Entry], slots: int, most: int = MOST_PER_TASK) -> li
     return groups + ([current] if current else [])
 
 
-def fit_group(payload: list[dict[str, Any]], shared: bool, overwrite: bool, threads: int) -> list[dict[str, Any]]:
-    """What a Ray task runs: fit the group's entries, return their summary rows (and, unless shared, their files)."""
+def fit_group(payload: list[dict[str, Any]], shared: bool, overwrite: bool, threads: int,
+              group_size: int | None = None) -> list[dict[str, Any]]:
+    """What a Ray task (or a pool worker) runs: fit the group's entries, return their summary rows (and, unless
+    shared, their files)."""
     import torch
     from inrkit.host import get_host
 
@@ -106,7 +108,7 @@ def fit_group(payload: list[dict[str, Any]], shared: bool, overwrite: bool, thre
             entries.append((index, entry))
         rows: dict[int, dict[str, Any]] = {}
         position = {id(entry): index for index, entry in entries}
-        fit_entries([entry for _, entry in entries], get_host(), overwrite=overwrite and shared,
+        fit_entries([entry for _, entry in entries], get_host(), overwrite=overwrite and shared, group_size=group_size,
                     notify=lambda event: _keep(event, position, rows))
         for index, entry in entries:
             row = rows.get(index) or record_of(entry, "failed", "the worker recorded nothing for this signal")
@@ -196,11 +198,56 @@ def fit_on_ray(entries: list[Entry], address: str | None, shared_output: bool = 
         raise
 
 
+def fit_in_pool(entries: list[Entry], workers: int, overwrite: bool = False, group_size: int | None = None,
+                notify: Callable[[Progress], None] = lambda event: None) -> None:
+    """Fit the entries in a pool of ``workers`` processes on this machine (one thread each), group by group.
+
+    Each worker runs :func:`fit_group` with the run directories where they
+    belong (a group batches its same-shape signals as in-process fits do).
+    Ctrl-C stops the workers (each stops as ``inrkit fit`` does) and cancels the groups not started.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    ready = []
+    for entry in entries:
+        if entry.error:
+            notify(Progress("row", entry=entry, row=record_of(entry, "failed", entry.error)))
+        else:
+            ready.append(entry)
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_die_with_parent)
+    try:
+        futures = {}
+        for group in groups_of(ready, workers):
+            futures[pool.submit(fit_group, [{"entry": e} for e in group], True, overwrite, 1, group_size)] = group
+            notify(Progress("group", entries=group))
+        for future in concurrent.futures.as_completed(futures):
+            _collect(None, future, futures[future], notify)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """A pool worker ends when the process that started it is killed (Linux), so that no orphan keeps writing."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def _collect(ray: Any, reference: Any, group: list[Entry], notify: Callable[[Progress], None]) -> None:
     try:
-        results = ray.get(reference)
-    except Exception as error:  # noqa: BLE001 - a task that failed after its retries: its signals failed
-        message = f"the Ray task failed ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+        results = ray.get(reference) if ray is not None else reference.result()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - a task that failed (after its retries): its signals failed
+        message = f"the worker failed ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
         for entry in group:
             notify(Progress("row", entry=entry, row=record_of(entry, "failed", message)))
         return
@@ -218,5 +265,5 @@ def _collect(ray: Any, reference: Any, group: list[Entry], notify: Callable[[Pro
         notify(Progress("row", entry=entry, row=row))
 
 
-__all__ = ["GROUPS_PER_SLOT", "MOST_PER_TASK", "TASK_RETRIES", "connect", "fit_group", "fit_on_ray", "groups_of",
-           "unpack"]
+__all__ = ["GROUPS_PER_SLOT", "MOST_PER_TASK", "TASK_RETRIES", "connect", "fit_group", "fit_in_pool", "fit_on_ray",
+           "groups_of", "unpack"]

@@ -16,6 +16,7 @@ Executors on other machines: :mod:`inrkit.executors`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import io
 import json
@@ -36,6 +37,8 @@ from inrkit.errors import ConfigError, InrkitError
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 #: Seconds between two rewrites of the summary while signals finish (it is always written at the end).
 SUMMARY_INTERVAL = 2.0
+#: Threads writing a batched group's run directories side by side (measuring, pictures, files; at most one per core).
+WRITE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,6 @@ def is_finished(run_dir: Path) -> bool:
         return False
     return isinstance(metrics, dict) and metrics.get("stop_reason") not in (None, "interrupted")
 
-
-# ----------------------------------------------------------------------------------------------- finding signals
 
 
 def discover(inputs: Iterable[Path], out_dir: Path, extensions: Iterable[str]) -> list[Entry]:
@@ -221,8 +222,6 @@ def _named(found, out_dir: Path) -> list[Entry]:
     return entries
 
 
-# ------------------------------------------------------------------------------------------------------ summary
-
 
 def record_of(entry: Entry, status: str, error: str | None = None, fitted: str = "now",
               batch: int | None = None) -> dict[str, Any]:
@@ -285,8 +284,6 @@ def _cell(value: Any) -> str:
         return f"{value:.6g}"
     return str(value)
 
-
-# ------------------------------------------------------------------------------------------------------ fitting
 
 
 @dataclass
@@ -377,17 +374,17 @@ def _train_group(members: list[tuple[Entry, Any]], notify: Callable[[Progress], 
         for entry, _ in members:
             notify(Progress("row", entry=entry, row=record_of(entry, "failed", describe_error(error))))
         return
-    again = []
-    for (entry, job), result in zip(members, results):
-        if result.stop_reason == "diverged":
-            again.append((entry, job))
-            continue
-        try:
-            _write(job, result, started)
-        except Exception as error:  # noqa: BLE001
-            notify(Progress("row", entry=entry, row=record_of(entry, "failed", describe_error(error))))
-            continue
-        notify(Progress("row", entry=entry, row=record_of(entry, "done", batch=len(members))))
+    again = [(entry, job) for (entry, job), result in zip(members, results) if result.stop_reason == "diverged"]
+    written = [(entry, job, result) for (entry, job), result in zip(members, results)
+               if result.stop_reason != "diverged"]
+    with concurrent.futures.ThreadPoolExecutor(min(WRITE_THREADS, os.cpu_count() or 1)) as pool:
+        futures = {pool.submit(_write, job, result, started): entry for entry, job, result in written}
+        for future in concurrent.futures.as_completed(futures):
+            entry = futures[future]
+            error = future.exception()
+            row = record_of(entry, "failed", describe_error(error)) if error else \
+                record_of(entry, "done", batch=len(members))
+            notify(Progress("row", entry=entry, row=row))
     _alone(again, notify)
 
 

@@ -66,7 +66,7 @@ def test_a_folder_with_bad_input_fails_only_those_signals(tmp_path, monkeypatch)
         return listing(path)
 
     monkeypatch.setattr(os, "scandir", refuse)
-    result = invoke("fit-many", inputs, unknown, "-o", tmp_path / "out", *FAST)
+    result = invoke("fit-many", inputs, unknown, "-o", tmp_path / "out", *FAST, "--workers", "1")
     monkeypatch.undo()
     assert result.exit_code == 1, result.output
     table = rows(tmp_path / "out")
@@ -107,7 +107,7 @@ def test_a_manifest_sets_options_per_signal_and_bad_arguments_exit_2(tmp_path):
 
 def _start(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "inrkit.cli", "fit-many", str(inputs), "-o", str(out), "--device", "cpu",
-               "--params", "700", "--group-size", "2", *extra]
+               "--params", "700", "--steps", "600", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -130,8 +130,9 @@ def test_ctrl_c_and_kill_then_a_rerun_fits_only_what_is_unfinished(tmp_path):
             if is_finished(out / name) and name not in written:
                 written[name] = model.stat().st_mtime_ns
 
-    # Ctrl-C once the first group of two is written: it stops, says so, and keeps what is finished.
-    process = _start(inputs, out, "--steps", "150")
+    # Ctrl-C once the first group of two is written (one process, batched by two): it stops, says so, and keeps
+    # what is finished.
+    process = _start(inputs, out, "--workers", "1", "--group-size", "2")
     _wait_for_finished(out, names, 2, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -142,15 +143,20 @@ def test_ctrl_c_and_kill_then_a_rerun_fits_only_what_is_unfinished(tmp_path):
     table = rows(out)
     assert sum(row["status"] == "done" for row in table.values()) == len(written)
     assert {row["status"] for row in table.values()} <= {"done", "interrupted"}
-    # SIGKILL in the middle of the next group: nothing is cleaned up by the process itself.
-    process = _start(inputs, out, "--steps", "150")
+    # SIGKILL of the command while a pool of two workers fits the rest one by one: the workers die with it.
+    process = _start(inputs, out, "--workers", "2", "--group-size", "1")
     _wait_for_finished(out, names, len(written) + 1, process)
-    time.sleep(0.3)
     process.kill()
     process.communicate()
+    time.sleep(0.5)
     note_finished()
-    # The rerun fits only the rest; the finished runs are not touched; nothing half-written remains.
-    process = _start(inputs, out, "--steps", "150", "-q")
+    settled = dict(written)
+    time.sleep(1.5)
+    note_finished()
+    assert written == settled and len(written) < 6  # no orphaned worker went on fitting
+    # The rerun (default: a pool on the CPU) fits only the rest; finished runs are not touched; nothing
+    # half-written remains.
+    process = _start(inputs, out, "-q")
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     table = rows(out)

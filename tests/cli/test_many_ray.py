@@ -42,7 +42,11 @@ def cluster():
     command = [str(ray_bin), "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
                "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp),
                "--node-ip-address", "127.0.0.1"]
-    head = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    home = temp / "home"  # Ray keeps an authentication token in ~/.ray: the cluster and the driver share this one
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    head = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=env)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -53,7 +57,7 @@ def cluster():
             assert head.poll() is None, "ray start --head failed"
             assert time.monotonic() < deadline, "the Ray head did not come up"
             time.sleep(0.2)
-        yield address, head.pid  # the head leads its own session: the cluster's processes are in it
+        yield address, head.pid, env  # the head leads its own session: the cluster's processes are in it
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -99,8 +103,8 @@ def test_six_signals_on_a_cluster_with_a_worker_killed_complete_exactly_once(tmp
     source = Image.open(PHOTO)
     for k in range(6):
         source.crop((9 * k, 4 * k, 9 * k + 64, 4 * k + 64)).resize((16, 16)).save(inputs / f"p{k}.png")
-    address, session = cluster
-    env = {**os.environ, "RAY_ADDRESS": address}
+    address, session, env = cluster
+    env = {**env, "RAY_ADDRESS": address}
     driver = subprocess.Popen([sys.executable, "-m", "inrkit.cli", "fit-many", str(inputs), "-o", str(out),
                                "--executor", "ray", "--address", "auto", "--steps", "400", "--params", "700",
                                "--device", "cpu", "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
