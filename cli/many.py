@@ -146,9 +146,11 @@ def _run(settings: dict[str, Any]) -> None:
             fit_entries(todo, host, settings["overwrite"], settings["group_size"], notify)
     except KeyboardInterrupt:
         display.close()
-        for key, row in summary.rows.items():
-            if row["status"] == "pending":
-                summary.rows[key] = {**row, "status": "interrupted", "error": "not fitted: stopped by Ctrl-C"}
+        for entry in entries:  # a worker's runs written before the stop count, though its group did not report
+            key = entry.signal + "\0" + str(entry.run_dir)
+            if summary.rows[key]["status"] in ("pending", "interrupted"):
+                summary.rows[key] = record_of(entry, "done") if is_finished(entry.run_dir) else \
+                    {**summary.rows[key], "status": "interrupted", "error": "not fitted: stopped by Ctrl-C"}
         summary.write()
         counts = summary.counts()
         typer.echo(f"interrupted: {counts.get('done', 0)} finished runs stay in {out_dir}; run the same command "

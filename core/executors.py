@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -215,25 +218,53 @@ def fit_in_pool(entries: list[Entry], workers: int, overwrite: bool = False, gro
             notify(Progress("row", entry=entry, row=record_of(entry, "failed", entry.error)))
         else:
             ready.append(entry)
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_die_with_parent)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                  initargs=(stop,))
     try:
         futures = {}
         for group in groups_of(ready, workers):
-            futures[pool.submit(fit_group, [{"entry": e} for e in group], True, overwrite, 1, group_size)] = group
+            futures[pool.submit(_pool_group, [{"entry": e} for e in group], overwrite, group_size)] = group
             notify(Progress("group", entries=group))
         for future in concurrent.futures.as_completed(futures):
             _collect(None, future, futures[future], notify)
+    except KeyboardInterrupt:
+        # Groups already handed to a worker end at once; a terminal's Ctrl-C reached the workers too, and a
+        # signal to this process alone is passed on to them.
+        stop.set()
+        concurrent.futures.wait(futures, timeout=1.0)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _die_with_parent() -> None:
-    """A pool worker ends when the process that started it is killed (Linux), so that no orphan keeps writing."""
-    import ctypes
-    import signal
-    import sys
+def _pool_group(payload: list[dict[str, Any]], overwrite: bool, group_size: int | None) -> list[dict[str, Any]]:
+    """:func:`fit_group` in a pool worker, with Ctrl-C on while it works (an idle worker ignores it)."""
+    if _STOP is not None and _STOP.is_set():
+        return []
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return fit_group(payload, True, overwrite, 1, group_size)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+
+#: In a pool worker: set when the command was stopped (groups handed over later are not started).
+_STOP: Any = None
+
+
+def _start_worker(stop: Any) -> None:
+    """A pool worker ends when the process that started it is killed (Linux), so that no orphan keeps writing;
+    Ctrl-C is ignored until it works on a group."""
+    import ctypes
+
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -107,7 +107,7 @@ def test_a_manifest_sets_options_per_signal_and_bad_arguments_exit_2(tmp_path):
 
 def _start(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "inrkit.cli", "fit-many", str(inputs), "-o", str(out), "--device", "cpu",
-               "--params", "700", "--steps", "600", *extra]
+               "--params", "700", "--steps", "300", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
