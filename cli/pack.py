@@ -30,7 +30,8 @@ def describe(summary) -> str:
     qat = summary.qat
     if qat.get("steps"):
         line += (f"; quantisation-aware finish ({qat['steps']} steps): {qat['psnr_before']:.2f} -> "
-                 f"{qat['psnr_after']:.2f} dB ({'kept' if qat['kept'] else 'not kept'})")
+                 f"{qat['psnr_after']:.2f} dB ({'kept' if qat['kept'] else 'not kept'}"
+                 f"{', with one bit fewer for the largest tensor' if qat.get('bits_lowered') else ''})")
     return line
 
 
@@ -48,7 +49,7 @@ def pack_command(
 ) -> None:
     """Pack a run into one compressed .inr file (quantised, entropy-coded, checksummed), choosing bits per tensor.
 
-    Without --bits, --target-psnr or --target-size, the smallest file within 0.2 dB of the float model's
+    Without --bits, --target-psnr or --target-size, the smallest file within 0.3 dB of the float model's
     PSNR. `inrkit export x.inr` and `inrkit mesh x.inr` read it as they read a run directory.
     """
     main = _main()
@@ -117,7 +118,7 @@ def pack_after_fit(run_dir: Path, bits: int | None, quiet: bool, target_psnr: fl
             if target_psnr is None:
                 raise
             typer.echo(f"warning: the packed file cannot reach --target-psnr {target_psnr:g} ({error}); "
-                       "packed within 0.2 dB of the fit instead", err=True)
+                       "packed within 0.3 dB of the fit instead", err=True)
             summary = pack_run(run_dir, Path(run_dir) / "model.inr", bits=bits, host=host)
     metrics_path = Path(run_dir) / METRICS_FILE
     metrics = json.loads(metrics_path.read_text())

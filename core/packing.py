@@ -10,7 +10,8 @@ Layout (all integers little-endian)::
                and granularity, the coder and each coded stream's model parameters
     coded      entropy-coded integers (inrkit.entropy): quantised weights, then the lattice frequencies
                one coordinate column at a time
-    raw        float32: each quantised tensor's steps, and the tensors kept exact (the output map)
+    raw        each quantised tensor's steps (float32, or float16 per row), and the tensors kept exact (float32:
+               the output map)
     checksum   8 bytes   the first 8 bytes of the SHA-256 of everything before it
 
 Loading parses JSON and numbers only (no code runs, no pickle), checks the
@@ -139,8 +140,9 @@ def pack(state: dict[str, torch.Tensor], sections: dict[str, Any], plan: dict[st
             continue
         q = quantise(values.float().numpy(), entry.bits, entry.granularity)
         streams.append(Stream.of(q.levels))
-        raw.append(q.steps.astype("<f4").tobytes())
-        tensors.append({"name": name, "bits": entry.bits, "granularity": entry.granularity, "streams": 1})
+        raw.append(q.steps.astype("<" + q.step_dtype).tobytes())
+        tensors.append({"name": name, "bits": entry.bits, "granularity": entry.granularity, "streams": 1}
+                       | ({"steps": q.step_dtype} if q.step_dtype != "f4" else {}))
     if coder == "auto":  # the smallest of the coders, measured on this model
         trials = [(coder_name, *encode(streams, coder_name)) for coder_name in CODERS]
         coder, coded, params = min(trials, key=lambda trial: len(trial[1]))
@@ -310,12 +312,15 @@ def _assemble(entries: list[dict], shapes: dict[str, tuple[int, ...]], decoded: 
               where: str) -> dict[str, torch.Tensor]:
     out, stream, offset = {}, 0, 0
 
-    def floats(count: int) -> np.ndarray:
+    def floats(count: int, dtype: str = "f4") -> np.ndarray:
         nonlocal offset
-        if offset + 4 * count > len(raw):
+        if dtype not in ("f4", "f2"):
+            raise _damaged(where, f"unknown step type {str(dtype)[:10]!r}")
+        size = count * (4 if dtype == "f4" else 2)
+        if offset + size > len(raw):
             raise _damaged(where, "its raw section is too short")
-        values = np.frombuffer(raw, dtype="<f4", count=count, offset=offset).astype(np.float32)
-        offset += 4 * count
+        values = np.frombuffer(raw, dtype="<" + dtype, count=count, offset=offset).astype(np.float32)
+        offset += size
         return values
 
     for entry in entries:
@@ -328,7 +333,7 @@ def _assemble(entries: list[dict], shapes: dict[str, tuple[int, ...]], decoded: 
             out[name] = torch.from_numpy(floats(int(np.prod(shape))).reshape(shape).copy())
         else:
             rows = shape[0] if entry["granularity"] == "channel" and len(shape) >= 2 else 1
-            steps = floats(rows)
+            steps = floats(rows, entry.get("steps", "f4"))
             levels = decoded[stream]
             stream += 1
             largest = (1 << (bits - 1)) - 1

@@ -39,7 +39,7 @@ from inrkit.packing import (
 from inrkit.quantise import EXACT_BITS, MAX_BITS, MIN_BITS
 
 #: PSNR (dB) the default pack may give up against the float model.
-PACK_TOLERANCE_DB = 0.2
+PACK_TOLERANCE_DB = 0.3
 #: Steps and learning rate of the quantisation-aware finish (0 steps: none).
 QAT_STEPS = 100
 QAT_LR = 3e-6
@@ -219,8 +219,6 @@ def pack_run(run_dir: Path, output: Path, *, bits: int | None = None, target_psn
     from inrkit.atomic import atomic_output
     from inrkit.checkpoint import MODEL_FILE, load_run
     from inrkit.host import get_host
-    from inrkit.qat import quantisation_aware_finish
-
     output = Path(output)
     if sum(x is not None for x in (bits, target_psnr, target_size)) > 1:
         raise ConfigError("give at most one of --bits, --target-psnr and --target-size")
@@ -259,32 +257,62 @@ def pack_run(run_dir: Path, output: Path, *, bits: int | None = None, target_psn
         _check_reached(found, target_size, search.get("min_psnr"))
         plan = found.plan
     path_taken = list(found.path) if bits is None else []
+    original = state
     qat: dict[str, Any] = {"steps": 0}
     if qat_steps:
-        before = judge.psnr(quantised_state(state, plan))
         if progress:
             progress(f"quantisation-aware finish: {qat_steps} steps")
-        finished = quantisation_aware_finish(judge.model, coords, values, plan, steps=qat_steps, lr=QAT_LR)
-        tuned = {name: tensor.detach().cpu().clone() for name, tensor in finished.state_dict().items()}
-        after = judge.psnr(quantised_state(tuned, plan))
-        qat = {"steps": qat_steps, "lr": QAT_LR, "psnr_before": before, "psnr_after": after, "kept": after > before}
-        if after > before:
-            state = tuned
-            if bits is None:
-                again = search_plan(judge, state, granularity, start=plan, **search)
-                path_taken += again.path
-                plan = again.plan
+        wanted = search.get("min_psnr") if bits is None else None
+        state, plan, qat = _finish(judge, coords, values, state, plan, qat_steps, wanted)
+        if qat["kept"] and bits is None:
+            again = search_plan(judge, state, granularity, start=plan, **search)
+            path_taken += again.path
+            plan = again.plan
     data = pack(state, run.config, plan, coder)
     with atomic_output(output) as temporary:
         temporary.write_bytes(data)
-    final = quantised_state(state, plan)
-    judge_full = Judge(judge.model, coords, values, data_range, run.config)
     from inrkit.packing import unpack
 
     header, _ = unpack(data, str(output))
+    judge_full = Judge(judge.model, coords, values, data_range, run.config)
+    full = coords is not search_coords
     return PackSummary(output, len(data), float_bytes, header["coder"], _bits(plan), granularity,
-                       judge_full.psnr(state) if coords is not search_coords else psnr_float,
-                       judge_full.psnr(final), reference, qat, goal, path_taken)
+                       judge_full.psnr(original) if full else psnr_float,
+                       judge_full.psnr(quantised_state(state, plan)), reference, qat, goal, path_taken)
+
+
+def _lowered(plan: dict[str, TensorPlan], state: dict[str, torch.Tensor]) -> dict[str, TensorPlan] | None:
+    """``plan`` with its largest tensor one bit lower (None when it is at the lowest depth already)."""
+    quantised = [name for name, entry in plan.items() if entry.bits != EXACT_BITS]
+    largest = max(quantised, key=lambda name: state[name].numel())
+    entry = plan[largest]
+    return None if entry.bits <= MIN_BITS else {**plan, largest: TensorPlan(entry.bits - 1, entry.granularity)}
+
+
+def _finish(judge: Judge, coords: torch.Tensor, values: torch.Tensor, state: dict[str, torch.Tensor],
+            plan: dict[str, TensorPlan], steps: int, wanted: float | None):
+    """The quantisation-aware finish (:mod:`inrkit.qat`): (state, plan, facts).
+
+    With a PSNR goal (``wanted``), the finish is tried first on ``plan`` with its largest tensor a bit lower, and
+    kept there if it reaches the goal: rounding that the finish recovers from becomes a smaller file. Else on
+    ``plan`` itself, kept only if it raises the PSNR.
+    """
+    from inrkit.qat import quantisation_aware_finish
+
+    before = judge.psnr(quantised_state(state, plan))
+    lower = _lowered(plan, state) if wanted is not None else None
+    for candidate in ([lower] if lower else []) + [plan]:
+        finished = quantisation_aware_finish(judge.model, coords, values, candidate, steps=steps, lr=QAT_LR)
+        tuned = {name: tensor.detach().cpu().clone() for name, tensor in finished.state_dict().items()}
+        after = judge.psnr(quantised_state(tuned, candidate))
+        facts = {"steps": steps, "lr": QAT_LR, "psnr_before": before, "psnr_after": after,
+                 "bits_lowered": candidate is lower}
+        if candidate is lower:
+            if after >= wanted:
+                return tuned, candidate, facts | {"kept": True}
+            continue
+        return (tuned if after > before else state), plan, facts | {"kept": after > before}
+    raise AssertionError("unreachable")
 
 
 def _check_reached(found: Searched, target_size: int | None, wanted: float | None) -> None:

@@ -4,7 +4,8 @@ The quantiser is symmetric and mid-tread: ``q = rint(x / step)`` with
 ``step = max |x| / (2^(bits-1) - 1)`` over the tensor (or over each row), so
 zero is a level and ``q`` lies in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``.
 Weights concentrate near zero, which is what the entropy coder
-(:mod:`inrkit.entropy`) then exploits. Steps are float32; dequantisation is
+(:mod:`inrkit.entropy`) then exploits. Steps are float32 (per row: float16 when every
+row's step is a normal float16, rounded up, which halves their bytes); dequantisation is
 ``float32(q) * step`` in float32, so a packed file and
 :func:`dequantise` give the same numbers bit for bit.
 
@@ -37,6 +38,7 @@ class Quantised:
     shape: tuple[int, ...]
     bits: int
     granularity: str
+    step_dtype: str = "f4"  # how the steps are stored: float32, or float16 (exactly these values) for rows
 
     @property
     def largest(self) -> int:
@@ -80,10 +82,17 @@ def quantise(values: np.ndarray, bits: int, granularity: str = "tensor") -> Quan
     largest = largest_level(bits)
     peak = np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
     steps = (peak.astype(np.float64) / largest).astype(np.float32)
+    step_dtype = "f4"
+    if len(steps) > 1:  # one step per row: float16 when every step is a normal float16 (rounded up), half the bytes
+        half = steps.astype(np.float16)
+        half = np.where(half.astype(np.float32) < steps, np.nextafter(half, np.float16(np.inf)), half)
+        positive = half[steps > 0]
+        if np.all(np.isfinite(half)) and (positive.size == 0 or positive.min() >= np.finfo(np.float16).tiny):
+            steps, step_dtype = half.astype(np.float32), "f2"
     safe = np.where(steps > 0, steps, np.float32(1))
     levels = np.clip(np.rint(rows / safe[:, None]), -largest, largest).astype(np.int32)
     levels[steps == 0] = 0
-    return Quantised(levels.reshape(-1), steps, tuple(values.shape), bits, granularity)
+    return Quantised(levels.reshape(-1), steps, tuple(values.shape), bits, granularity, step_dtype)
 
 
 def dequantise(levels: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -31,7 +31,7 @@ def inrkit_points(path: Path, work: Path, params_list: list[int], seconds: float
     """Fit and pack ``path`` at each size; returns the signal, its type, (setting, bytes, values) and summaries.
 
     Each fit is packed at each of ``target_bytes`` that it can reach (``inrkit pack --target-size``), or at
-    the default (within 0.2 dB of the float model) when none is given: model size and bit depth both vary.
+    the default (within 0.3 dB of the float model) when none is given: model size and bit depth both vary.
     """
     from inrkit.checkpoint import load_run
     from inrkit.config import ModelOptions, TrainConfig

@@ -202,3 +202,17 @@ def test_non_inr_and_inconsistent_files_get_one_line(tmp_path):
         (tmp_path / "short.inr").write_bytes(text)
         with pytest.raises(RunDirError, match="not an .inr file"):
             load_run(tmp_path / "short.inr")
+
+
+def test_row_steps_are_float16_when_they_can_be_and_the_file_shrinks():
+    values = np.random.default_rng(3).normal(0, 0.02, (40, 30)).astype(np.float32)
+    assert quantise(values, 8, "channel").step_dtype == "f2"  # steps ~4e-4: normal float16
+    assert quantise(values, 16, "channel").step_dtype == "f4"  # steps ~2e-6: subnormal, kept float32
+    assert quantise(values, 8, "tensor").step_dtype == "f4"
+    model, sections = tiny_model()
+    state = model.state_dict()
+    plan = default_plan(state, 8, "channel")
+    header, tensors = unpack(pack(state, sections, plan))
+    entry = next(t for t in header["tensors"] if t["name"] == "hidden.0.weight")
+    assert entry["steps"] == "f2"
+    assert torch.equal(tensors["hidden.0.weight"], quantised_state(state, plan)["hidden.0.weight"])
