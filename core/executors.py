@@ -62,6 +62,7 @@ def _ray() -> Any:
 def connect(address: str | None) -> Any:
     """Join the cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``), or start a local one."""
     ray = _ray()
+    _reachable(address)
     if not ray.is_initialized():
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
@@ -70,6 +71,23 @@ def connect(address: str | None) -> Any:
             raise ConfigError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'} ({first}); "
                               "start one with `ray start --head` or pass --address ray://HOST:10001") from None
     return ray
+
+
+def _reachable(address: str | None) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` that nothing answers at is refused at once (Ray itself retries for
+    minutes)."""
+    import socket
+
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise ConfigError(f"nothing answers at --address {address} ({error.strerror or error}); start the cluster "
+                          "(`ray start --head`), or check the host and port") from None
 
 
 def groups_of(entries: list[Entry], slots: int, most: int = MOST_PER_TASK) -> list[list[Entry]]:

@@ -103,6 +103,8 @@ def test_a_manifest_sets_options_per_signal_and_bad_arguments_exit_2(tmp_path):
     assert invoke("fit-many", paths[0], "-o", tmp_path / "o3", "--lr", "nan").exit_code == 2
     assert invoke("fit-many", tmp_path / "missing", "-o", tmp_path / "o4").exit_code == 2
     assert invoke("fit-many", paths[0], "-o", tmp_path / "o5", "--address", "auto").exit_code == 2
+    closed = invoke("fit-many", paths[0], "-o", tmp_path / "o6", "--executor", "ray", "--address", "127.0.0.1:1")
+    assert closed.exit_code == 2 and ("nothing answers" in closed.output or "needs Ray" in closed.output)
 
 
 def _start(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
