@@ -28,6 +28,9 @@ LATTICE_ARCHITECTURES = ("lattice", "uniform")
 #: Peer architectures (:mod:`inrkit.peers`).
 PEER_ARCHITECTURES = ("finer", "ffn", "hashgrid")
 BOUND_MODES = ("project", "tanh")
+#: How a lattice model draws its input frequencies: uniformly in the bandlimit box, or following the signal's
+#: spectrum (:mod:`inrkit.spectral_init`).
+INPUT_SAMPLINGS = ("box", "spectrum")
 
 # The training policy: what a job does when the user sets no budget. The CLI
 # reads these (and every dataclass default below) instead of repeating them.
@@ -88,6 +91,12 @@ class ModelConfig:
         Bounds on ``|omega_g * W_ij|`` per column (METHOD.md section 4).
     omega_g:
         Scale of the hidden pre-activation ``sin(omega_g (W y + b))``.
+    input_sampling:
+        How the ``lattice`` model drew its input frequencies: ``box`` (the
+        low block, then uniform in the bandlimit box) or ``spectrum`` (where
+        the low block cannot be whole, and above it, with probability from the
+        target's smoothed spectral magnitude: :mod:`inrkit.spectral_init`).
+        The frequencies themselves are saved with the model.
     bound_mode:
         ``project`` (clamp after every optimiser step) or ``tanh``
         (``omega_g W = c tanh(V)`` with trainable per-column ``c``).
@@ -127,6 +136,7 @@ class ModelConfig:
     c_high: float = 0.6
     omega_g: float = 30.0
     bound_mode: str = "project"
+    input_sampling: str = "box"
     siren_omega0: float = 30.0
     siren_hidden_omega0: float = 30.0
     finer_first_bias: float = 1.0
@@ -160,6 +170,11 @@ class ModelConfig:
             )
         if self.bound_mode not in BOUND_MODES:
             raise ConfigError(f"bound mode must be one of {', '.join(BOUND_MODES)}, got {self.bound_mode!r}")
+        if self.input_sampling not in INPUT_SAMPLINGS:
+            raise ConfigError(f"input sampling must be one of {', '.join(INPUT_SAMPLINGS)}, got {self.input_sampling!r}")
+        if self.input_sampling != "box" and self.architecture != "lattice":
+            raise ConfigError(f"--input-sampling {self.input_sampling} applies to the lattice architecture, not "
+                              f"{self.architecture}; drop it or use --architecture lattice")
         for name in ("period", "omega_g", "siren_omega0", "siren_hidden_omega0", "c_low", "c_high", "finer_first_bias",
                      "ffn_sigma"):
             _positive_float(name.replace("_", "-"), getattr(self, name))
@@ -304,7 +319,9 @@ class ModelOptions:
     params:
         Upper bound on stored numbers (widths follow from it).
     width, input_frequencies, hidden_layers:
-        Explicit sizes; override ``params``. Hidden layers: 1 (SIREN: :data:`SIREN_HIDDEN_LAYERS`).
+        Explicit sizes; override ``params``. Hidden layers: the lattice model's from
+        :data:`LATTICE_HIDDEN_LAYERS` by the signal's number of dimensions (1 where none is listed); a
+        baseline's from :data:`DEFAULT_HIDDEN_LAYERS` (SIREN: :data:`SIREN_HIDDEN_LAYERS`).
     input_ratio:
         ``m / n`` when widths follow from ``params``.
     bandlimit:
@@ -313,7 +330,7 @@ class ModelOptions:
         default a fraction of the lattice Nyquist frequency set by the signal type.
     low_bandlimit:
         Extent of the dense low block; default ``max(1, bandlimit / 3)``.
-    low_fraction, c_low, c_high, omega_g, bound_mode, seed:
+    low_fraction, c_low, c_high, omega_g, bound_mode, input_sampling, seed:
         As in :class:`ModelConfig` (same defaults).
     siren_omega0:
         First-layer omega_0 of ``siren`` and ``finer``; None follows the
@@ -337,6 +354,7 @@ class ModelOptions:
     c_high: float = ModelConfig.c_high
     omega_g: float = ModelConfig.omega_g
     bound_mode: str = ModelConfig.bound_mode
+    input_sampling: str = ModelConfig.input_sampling
     siren_omega0: float | None = None
     ffn_sigma: float | None = None
     seed: int = ModelConfig.seed
@@ -347,3 +365,6 @@ SIREN_HIDDEN_LAYERS = 3
 #: Hidden layers of each baseline when none are given, from its paper: SIREN and FINER 3 (after the first sine
 #: layer), FFN 3 ReLU layers (its "4-layer" MLP counts the output), hashgrid 2 (Instant-NGP's tiny MLP).
 DEFAULT_HIDDEN_LAYERS = {"siren": SIREN_HIDDEN_LAYERS, "finer": 3, "ffn": 3, "hashgrid": 2}
+#: Bounded hidden layers of the lattice (and uniform) model when none are given, by the signal's number of
+#: dimensions; dimensions not listed get 1 (``benchmarks/levers.py`` measures the choice).
+LATTICE_HIDDEN_LAYERS: dict[int, int] = {}

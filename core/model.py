@@ -14,13 +14,18 @@ outputs are ``[N, channels]``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from inrkit.bounds import column_bounds, project_columns_
 from inrkit.config import PEER_ARCHITECTURES, ModelConfig
+from inrkit.errors import ConfigError
 from inrkit.lattice import sample_lattice_frequencies, sample_uniform_frequencies
+
+if TYPE_CHECKING:
+    from inrkit.signal import Signal
 
 #: Offset of the weight-initialisation generator's seed from ``ModelConfig.seed`` (the lattice sampling
 #: uses the seed itself, so the two streams differ).
@@ -289,11 +294,18 @@ class Siren(nn.Module):
         """SIREN has no bounds; present so trainers treat every model alike."""
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig, signal: Signal | None = None) -> nn.Module:
     """Initialise a model from its configuration (deterministic given ``config.seed``).
 
     ``lattice``/``uniform``: :class:`SinusoidalINR`; ``siren``: :class:`Siren`;
     ``finer``/``ffn``/``hashgrid``: the peers of :mod:`inrkit.peers`.
+    ``signal``: the target, needed by ``input_sampling="spectrum"`` (a signal
+    without a grid keeps the box sampler there).
+
+    Raises
+    ------
+    ConfigError
+        ``input_sampling="spectrum"`` without a signal.
     """
     if config.architecture == "siren":
         return Siren(config)
@@ -302,7 +314,14 @@ def build_model(config: ModelConfig) -> nn.Module:
 
         return build_peer(config)
     generator = torch.Generator().manual_seed(config.seed)
-    if config.architecture == "lattice":
+    if config.architecture == "lattice" and config.input_sampling == "spectrum":
+        if signal is None:
+            raise ConfigError("input_sampling 'spectrum' draws the frequencies from the signal: pass it to build_model")
+        from inrkit.spectral_init import signal_frequencies
+
+        frequencies = signal_frequencies(signal, config.input_frequencies, config.bandlimit, config.low_bandlimit,
+                                         config.low_fraction, generator, config.period)
+    elif config.architecture == "lattice":
         frequencies = sample_lattice_frequencies(
             config.input_frequencies, config.bandlimit, config.low_bandlimit, config.low_fraction, generator
         )

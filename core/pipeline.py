@@ -134,7 +134,7 @@ def prepare_fit(
                         if not other.signals or signal_type.name in other.signals)
         raise ConfigError(f"--loss {loss.name} works for {', '.join(loss.signals)} signals, not {signal_type.name}; "
                           f"for {signal_type.name} use one of: {', '.join(usable)}")
-    model = build_model(model_config)
+    model = build_model(model_config, signal)
     job = FitJob(signal, signal_type, source, model, train_config, loss, device, Path(output), overwrite, host,
                   spectrum_every, prune, model_options)
     if every is not None:
@@ -178,7 +178,7 @@ class FitJob:
 
                 def grow(params: int) -> torch.nn.Module:
                     bigger = replace(self.model_options, params=params, width=None, input_frequencies=None)
-                    return build_model(plan_model(signal, signal_type, bigger))
+                    return build_model(plan_model(signal, signal_type, bigger), signal)
 
                 pruned = pruned_fit(self.model, signal, train_config, self.loss.fn, sampler.make, prune, host.pm.hook,
                                     self.device, grow)

@@ -12,7 +12,15 @@ from dataclasses import replace
 
 import torch
 
-from inrkit.config import ARCHITECTURES, DEFAULT_HIDDEN_LAYERS, PEER_ARCHITECTURES, ModelConfig, ModelOptions
+from inrkit.config import (
+    ARCHITECTURES,
+    DEFAULT_HIDDEN_LAYERS,
+    LATTICE_ARCHITECTURES,
+    LATTICE_HIDDEN_LAYERS,
+    PEER_ARCHITECTURES,
+    ModelConfig,
+    ModelOptions,
+)
 from inrkit.errors import ConfigError, InputError
 from inrkit.lattice import half_space_count, lattice_nyquist
 from inrkit.plugin_types import SignalType
@@ -40,6 +48,8 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
     layers = _check_options(options)
     if options.architecture in PEER_ARCHITECTURES:
         return _plan_peer(signal, signal_type, options, layers)
+    if options.hidden_layers is None and options.architecture in LATTICE_ARCHITECTURES:
+        layers = LATTICE_HIDDEN_LAYERS.get(signal.dims, 1)
     siren = options.architecture == "siren"
     if options.bandlimit is None and signal_type.defaults.bandlimit_fraction is None and not siren:
         options = replace(options, bandlimit="auto")
@@ -66,6 +76,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         c_high=options.c_high,
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
+        input_sampling=options.input_sampling,
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )

@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from inrkit.config import ARCHITECTURES, BOUND_MODES, LATTICE_ARCHITECTURES, ModelConfig
+from inrkit.config import ARCHITECTURES, BOUND_MODES, INPUT_SAMPLINGS, LATTICE_ARCHITECTURES, ModelConfig
 from inrkit.errors import RunDirError
 
 #: What to do about a run directory that fails a check.
@@ -172,6 +172,7 @@ MODEL_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
     "c_high": lambda w, k, v: w.number(k, v, 0.0),
     "omega_g": lambda w, k, v: w.number(k, v, 0.0),
     "bound_mode": lambda w, k, v: w.string(k, v, BOUND_MODES),
+    "input_sampling": lambda w, k, v: w.string(k, v, INPUT_SAMPLINGS),
     "siren_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "siren_hidden_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "finer_first_bias": lambda w, k, v: w.number(k, v, 0.0),
