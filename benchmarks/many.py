@@ -71,15 +71,19 @@ def per_process(signals: list[tuple[str, Path, dict]], out: Path, options: list[
     start = time.perf_counter()
     for name, path, loader in signals:
         extra = [f"--option={k}={v}" for k, v in loader.items()]
-        subprocess.run(cli("fit", str(path), "-o", str(out / name), *options, *extra, "-q"), check=True,
-                       stderr=subprocess.DEVNULL)
+        done = subprocess.run(cli("fit", str(path), "-o", str(out / name), *options, *extra, "-q"), check=False,
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"inrkit fit {path} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
 def fit_many(inputs: list[Path], out: Path, options: list[str], executor: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cli("fit-many", *map(str, inputs), "-o", str(out), *options, *executor, "-q"), check=True,
-                   stderr=subprocess.DEVNULL)
+    done = subprocess.run(cli("fit-many", *map(str, inputs), "-o", str(out), *options, *executor, "-q"),
+                          check=False, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"inrkit fit-many {' '.join(executor)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
