@@ -109,7 +109,7 @@ def test_a_manifest_sets_options_per_signal_and_bad_arguments_exit_2(tmp_path):
 
 def _start(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "inrkit.cli", "fit-many", str(inputs), "-o", str(out), "--device", "cpu",
-               "--params", "700", "--steps", "300", *extra]
+               "--params", "700", "--steps", "500", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -118,12 +118,12 @@ def _wait_for_finished(out: Path, names: list[str], count: int, process: subproc
     while sum(is_finished(out / n) for n in names) < count:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "fit-many made no progress"
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def test_ctrl_c_and_kill_then_a_rerun_fits_only_what_is_unfinished(tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
-    names = [p.stem for p in photos(inputs, 6)]
+    names = [p.stem for p in photos(inputs, 6, size=(32, 32))]  # more than 700 parameters can memorise
     written: dict[str, int] = {}
 
     def note_finished() -> None:
