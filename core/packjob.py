@@ -134,6 +134,8 @@ def search_plan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, 
             return Searched(plan, size, value, path)  # the caller says what was not reached
     else:
         best = Searched(start, *measured(start))
+        if not ok(best.size, best.psnr):  # the caller's weights changed since ``start`` was chosen
+            return best
     names = [name for name, entry in best.plan.items() if entry.bits != EXACT_BITS]
     while True:
         trials = []
@@ -263,11 +265,15 @@ def pack_run(run_dir: Path, output: Path, *, bits: int | None = None, target_psn
         if progress:
             progress(f"quantisation-aware finish: {qat_steps} steps")
         wanted = search.get("min_psnr") if bits is None else None
+        before = (state, plan)
         state, plan, qat = _finish(judge, coords, values, state, plan, qat_steps, wanted)
         if qat["kept"] and bits is None:
             again = search_plan(judge, state, granularity, start=plan, **search)
             path_taken += again.path
             plan = again.plan
+        if target_size is not None and len(pack(state, run.config, plan, SEARCH_CODER)) > target_size:
+            # the finished weights code to a few more bytes than the budget: keep the rounding-only file
+            (state, plan), qat = before, qat | {"kept": False}
     data = pack(state, run.config, plan, coder)
     with atomic_output(output) as temporary:
         temporary.write_bytes(data)

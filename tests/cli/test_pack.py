@@ -96,7 +96,7 @@ def test_default_pack_chooses_bits_within_the_tolerance(packed, tmp_path):
     assert float_psnr - 0.3 - 1e-6 <= psnr_of(default, source) < float_psnr + 0.5
     bits = {entry["name"]: entry["bits"] for entry in read_packed(default)[0]["tensors"]}
     assert len({bits[name] for name in ("input.phases", "hidden.0.weight", "head.weight")}) > 1  # per tensor
-    sized = invoke("pack", run, "-o", tmp_path / "s.inr", "--target-size", "550", "--qat-steps", "0")
+    sized = invoke("pack", run, "-o", tmp_path / "s.inr", "--target-size", "550")
     assert sized.exit_code == 0, sized.output
     assert (tmp_path / "s.inr").stat().st_size <= 550 < default.stat().st_size
     assert psnr_of(tmp_path / "s.inr", source) < float_psnr - 0.3
