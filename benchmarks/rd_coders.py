@@ -5,6 +5,7 @@ then packs each model at 2..16 bits per tensor and per channel with each coder a
 the PSNR against the float model's output, and the time to pack and to load.
 
     python benchmarks/rd_coders.py --steps 500
+    python benchmarks/rd_coders.py --runs DIR   # existing fits DIR/<input stem> (pack_default.py's)
 
 Writes benchmarks/results/rd_coders.md and .json.
 """
@@ -19,13 +20,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INPUTS = ["camera-128.png", "astronaut-128.png", "chelsea-128.png", "speech-16k.wav"]
+INPUTS = ["camera-128.png", "astronaut-128.png", "chelsea-128.png", "coffee-128.png", "speech-16k.wav"]
 CODERS = ("range", "zstd", "lzma")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--runs", type=Path, default=None, help="folder of existing fits (DIR/<input stem>)")
     args = parser.parse_args()
 
     from inrkit.checkpoint import load_run
@@ -40,10 +42,11 @@ def main() -> None:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as work:
         for name in INPUTS:
-            run_dir = Path(work) / name
-            fit_file(ROOT / "datasets" / name, run_dir, train_config=TrainConfig(steps=args.steps, device="cpu"))
+            run_dir = (args.runs or Path(work)) / Path(name).stem
+            if args.runs is None:
+                fit_file(ROOT / "datasets" / name, run_dir, train_config=TrainConfig(steps=args.steps, device="cpu"))
             run = load_run(run_dir)
-            state = run.model.state_dict()
+            state = {name: tensor.clone() for name, tensor in run.model.state_dict().items()}  # not views
             coords = grid_coordinates(run.signal["grid_shape"], run.signal["extent"])
             reference = evaluate(run.model, coords)
             float_bytes = (run_dir / "model.safetensors").stat().st_size
@@ -64,11 +67,12 @@ def main() -> None:
                     run.model.load_state_dict(state)
                     rows.append(entry)
     results = ROOT / "benchmarks" / "results"
-    (results / "rd_coders.json").write_text(json.dumps({"steps": args.steps, "load": load, "rows": rows}, indent=1))
-    (results / "rd_coders.md").write_text(report(rows, args.steps, load))
+    steps = "the default fits' 2,000" if args.runs else str(args.steps)
+    (results / "rd_coders.json").write_text(json.dumps({"steps": steps, "load": load, "rows": rows}, indent=1))
+    (results / "rd_coders.md").write_text(report(rows, steps, load))
 
 
-def report(rows: list[dict], steps: int, load) -> str:
+def report(rows: list[dict], steps: str, load) -> str:
     lines = ["# Entropy coders for .inr files", "",
              (f"Models: the default size, {steps} steps on the CPU (load average {load[0]:.2f}). Bytes of the whole "
              "file (header, coded weights and frequencies, raw steps, checksum); the smallest per row in bold. "
