@@ -164,25 +164,35 @@ def report(paths: list[Path], out: Path, title: str) -> None:
              "(audio), dB. Δ: against `default` in the same run. Load: 1-minute load average before / after the fit."), ""]
     for (kind, budget, run), group in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])):
         levers = list(dict.fromkeys(r["lever"] for r in group))
-        lines += [f"## Equal {kind}: {budget:g} {kind} (run {run}, {group[0]['when'][:16]} to {group[-1]['when'][11:16]} UTC)",
-                  "", "| signal | " + " | ".join(levers) + " |", "|---" * (len(levers) + 1) + "|"]
-        means: dict[str, list[float]] = {name: [] for name in levers}
-        for signal in dict.fromkeys(r["signal"] for r in group):
-            mine = {r["lever"]: r for r in group if r["signal"] == signal}
-            base = mine.get("default")
-            cells = []
-            for name in levers:
-                r = mine.get(name)
+        names = list(dict.fromkeys(r["signal"] for r in group))
+        cell = {(r["lever"], r["signal"]): r for r in group}
+        loads = [r["load_before"] for r in group] + [r["load_after"] for r in group]
+        lines += [(f"## Equal {kind}: {budget:g} {kind} (run {run}, {group[0]['when'][:16]} to {group[-1]['when'][11:16]} "
+                  f"UTC, load {min(loads):.1f} to {max(loads):.1f})"), "",
+                  "Quality (change against `default`); the last column is the mean change over the signals measured.", "",
+                  "| lever | " + " | ".join(names) + " | mean Δ |", "|---" * (len(names) + 2) + "|"]
+        for name in levers:
+            cells, deltas = [], []
+            for signal in names:
+                r, base = cell.get((name, signal)), cell.get(("default", signal))
                 if r is None:
                     cells.append("")
-                    continue
-                delta = "" if base is None or name == "default" else f" ({r['quality'] - base['quality']:+.2f})"
-                if base is not None and name != "default":
-                    means[name].append(r["quality"] - base["quality"])
-                cells.append(f"{r['quality']:.2f}{delta}<br>{r['steps']} st, {r['steps_per_s']:.1f}/s, "
-                             f"{r['params']} p, L{r['layers']} m{r['m']} n{r['n']}, load {r['load_before']:.1f}/{r['load_after']:.1f}")
-            lines.append(f"| {signal} | " + " | ".join(cells) + " |")
-        lines.append("| mean Δ | " + " | ".join(f"{sum(v) / len(v):+.2f}" if v else "" for v in means.values()) + " |")
+                elif base is None or name == "default":
+                    cells.append(f"{r['quality']:.2f}")
+                else:
+                    deltas.append(r["quality"] - base["quality"])
+                    cells.append(f"{r['quality']:.2f} ({deltas[-1]:+.2f})")
+            mean = f"{sum(deltas) / len(deltas):+.2f} ({len(deltas)})" if deltas else ""
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
+        lines += ["", "Steps, steps/s and model (hidden layers L, m input frequencies, n per hidden layer, stored numbers):", "",
+                  "| lever | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for name in levers:
+            cells = []
+            for signal in names:
+                r = cell.get((name, signal))
+                cells.append("" if r is None else f"{r['steps']} st, {r['steps_per_s']:.1f}/s, L{r['layers']} m{r['m']} "
+                                                  f"n{r['n']}, {r['params']}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

@@ -113,6 +113,9 @@ def prepare_fit(
 
     host = host or get_host()
     model_options = model_options or ModelOptions()
+    if prune is not None and prune.active and model_options.hidden_layers is None:
+        # Pruning removes hidden neurons of one-hidden-layer models: a pruned fit keeps the one-layer default.
+        model_options = replace(model_options, hidden_layers=1)
     train_config = train_config or TrainConfig(steps=FIT_STEPS)
     every = parse_every(checkpoint_every) if checkpoint_every is not None else None
     if every is not None and prune is not None and prune.active:

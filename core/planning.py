@@ -14,7 +14,9 @@ import torch
 
 from inrkit.config import (
     ARCHITECTURES,
+    DEEP_INPUT_RATIO,
     DEFAULT_HIDDEN_LAYERS,
+    INPUT_SAMPLINGS,
     LATTICE_ARCHITECTURES,
     LATTICE_HIDDEN_LAYERS,
     PEER_ARCHITECTURES,
@@ -25,7 +27,7 @@ from inrkit.errors import ConfigError, InputError
 from inrkit.lattice import half_space_count, lattice_nyquist
 from inrkit.plugin_types import SignalType
 from inrkit.signal import Signal
-from inrkit.sizing import plan_hashgrid, stored_count, widths_for_params
+from inrkit.sizing import DEFAULT_INPUT_RATIO, plan_hashgrid, stored_count, widths_for_params
 
 #: Smallest default model, whatever the signal's size.
 MIN_DEFAULT_PARAMS = 2000
@@ -46,10 +48,9 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         Nyquist, explicit widths over the budget...).
     """
     layers = _check_options(options)
+    layers, options = _shape(signal, options, layers)
     if options.architecture in PEER_ARCHITECTURES:
         return _plan_peer(signal, signal_type, options, layers)
-    if options.hidden_layers is None and options.architecture in LATTICE_ARCHITECTURES:
-        layers = LATTICE_HIDDEN_LAYERS.get(signal.dims, 1)
     siren = options.architecture == "siren"
     if options.bandlimit is None and signal_type.defaults.bandlimit_fraction is None and not siren:
         options = replace(options, bandlimit="auto")
@@ -76,7 +77,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         c_high=options.c_high,
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
-        input_sampling=options.input_sampling,
+        input_sampling=_sampling(signal, options, bandlimit),
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
@@ -119,6 +120,32 @@ def _plan_peer(signal: Signal, signal_type: SignalType, options: ModelOptions, l
     )
 
 
+def _shape(signal: Signal, options: ModelOptions, layers: int) -> tuple[int, ModelOptions]:
+    """Hidden layers and ``m / n`` where the user gave none.
+
+    The lattice model's depth follows the signal's dimension (:data:`LATTICE_HIDDEN_LAYERS`); its ``m / n`` is
+    :data:`DEFAULT_INPUT_RATIO` with one hidden layer and :data:`DEEP_INPUT_RATIO` with more. Baselines: 1.
+    """
+    lattice = options.architecture in LATTICE_ARCHITECTURES
+    if lattice and options.hidden_layers is None:
+        layers = LATTICE_HIDDEN_LAYERS.get(signal.dims, 1)
+    if options.input_ratio is None:
+        ratio = DEEP_INPUT_RATIO if lattice and layers > 1 else DEFAULT_INPUT_RATIO
+        options = replace(options, input_ratio=ratio)
+    return layers, options
+
+
+def _sampling(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...]) -> str:
+    """The lattice model's input sampling: the user's, or for ``auto`` the signal's (baselines: ``box``)."""
+    if options.input_sampling != "auto":
+        return options.input_sampling
+    if options.architecture != "lattice":
+        return "box"
+    from inrkit.spectral_init import choose_sampling
+
+    return choose_sampling(signal, bandlimit)
+
+
 def _check_options(options: ModelOptions) -> int:
     """Validate the options that need no signal; returns the number of hidden layers."""
     if options.architecture not in ARCHITECTURES:
@@ -130,7 +157,9 @@ def _check_options(options: ModelOptions) -> int:
         value = getattr(options, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
+    if options.input_sampling not in (*INPUT_SAMPLINGS, "auto"):
+        raise ConfigError(f"--input-sampling must be box, spectrum or auto, got {options.input_sampling!r}")
+    if options.input_ratio is not None and not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
         raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
     return layers
 

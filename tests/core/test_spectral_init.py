@@ -184,3 +184,32 @@ def test_cli_input_sampling(tmp_path):
     assert done.exit_code == 0, done.output
     run = load_run(tmp_path / "run")
     assert run.model_config.input_sampling == "spectrum"
+
+
+def test_spectral_support_of_tones_and_noise():
+    from inrkit.spectral_init import AUTO_SUPPORT, choose_sampling, spectral_support
+
+    tones = cosines((96, 96), KNOWN_2D)
+    noise = Signal.from_grid(torch.randn(96 * 96, 1, generator=torch.Generator().manual_seed(0)), (96, 96))
+    # White noise: |F| is Rayleigh, so (E|F|)^2 / E|F|^2 = pi / 4 before smoothing, which only flattens it further.
+    assert math.pi / 4 - 0.05 < spectral_support(noise, (40, 40)) <= 1.0
+    assert spectral_support(tones, (40, 40)) < 0.1  # 5 peaks, each smeared over ~40 of 3,280 bins
+    assert choose_sampling(tones, (40, 40)) == "spectrum" and choose_sampling(noise, (40, 40)) == "box"
+    points = Signal(values=torch.zeros(50, 1), nyquist=(5.0, 5.0), data_range=1.0, points=torch.rand(50, 2))
+    assert spectral_support(points, (4, 4)) is None and choose_sampling(points, (4, 4)) == "box"
+    assert 0 < AUTO_SUPPORT < math.pi / 4
+
+
+def test_plan_model_resolves_auto():
+    from inrkit.config import ModelOptions
+    from inrkit.planning import plan_model
+    from inrkit.plugin_types import SignalType
+
+    kind = SignalType(name="test", load=lambda path: None, extensions=())
+    tones = cosines((96, 96), KNOWN_2D)
+    assert plan_model(tones, kind, ModelOptions(params=3000, input_sampling="auto")).input_sampling == "spectrum"
+    assert plan_model(tones, kind, ModelOptions(params=3000, input_sampling="box")).input_sampling == "box"
+    uniform = ModelOptions(params=3000, input_sampling="auto", architecture="uniform")
+    assert plan_model(tones, kind, uniform).input_sampling == "box"
+    with pytest.raises(ConfigError, match="box, spectrum or auto"):
+        plan_model(tones, kind, ModelOptions(params=3000, input_sampling="fourier"))
