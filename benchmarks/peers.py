@@ -28,11 +28,10 @@ plot per signal (``peers_<signal>.png``).
 Run it in parts (each part adds to the JSON; ``--report`` rewrites the table
 and the plots from it), under the shared lock::
 
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part sweep
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part sweep photos --signals chelsea-128.png speech-16k.wav
     flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos --signals camera-128.png astronaut-128.png coffee-128.png
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos --signals chelsea-128.png rocket-128.png brick-128.png
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part audio
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part sdf
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos audio --signals rocket-128.png brick-128.png speech-16k.wav
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part audio sdf --signals melody-16k.wav bunny-scan.ply
     python benchmarks/peers.py --report
 
 Smoke run (< 1 min): ``python benchmarks/peers.py --part all --seconds 2 --sweep-seconds 1
@@ -296,11 +295,12 @@ def report(data: dict, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("sweep", "photos", "audio", "sdf", "all"), default=None)
+    parser.add_argument("--part", nargs="+", choices=("sweep", "photos", "audio", "sdf", "all"), default=None,
+                        help="parts to run, in order (each adds to the JSON)")
     parser.add_argument("--signals", nargs="*", default=None, help="subset of the part's signals (file names)")
     parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--sweep-seconds", type=float, default=15.0)
+    parser.add_argument("--sweep-seconds", type=float, default=10.0)
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from the JSON")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peers_cpu.md")
     args = parser.parse_args()
@@ -308,7 +308,7 @@ def main() -> None:
     data = load(json_path)
     data["machine"] = machine("cpu")
     if args.part is not None:
-        parts = ("sweep", "photos", "audio", "sdf") if args.part == "all" else (args.part,)
+        parts = ("sweep", "photos", "audio", "sdf") if "all" in args.part else args.part
         for part in parts:
             started, before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), uptime()
             if part == "sweep":
