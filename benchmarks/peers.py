@@ -29,9 +29,9 @@ Run it in parts (each part adds to the JSON; ``--report`` rewrites the table
 and the plots from it), under the shared lock::
 
     flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part sweep photos --signals chelsea-128.png speech-16k.wav
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos --signals camera-128.png astronaut-128.png coffee-128.png
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos audio --signals rocket-128.png brick-128.png speech-16k.wav
-    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part audio sdf --signals melody-16k.wav bunny-scan.ply
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos audio --signals camera-128.png speech-16k.wav melody-16k.wav
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos sdf --signals astronaut-128.png coffee-128.png bunny-scan.ply
+    flock /tmp/inrkit-cpu.lock python benchmarks/peers.py --part photos --signals rocket-128.png brick-128.png
     python benchmarks/peers.py --report
 
 Smoke run (< 1 min): ``python benchmarks/peers.py --part all --seconds 2 --sweep-seconds 1
@@ -258,8 +258,8 @@ def report(data: dict, out: Path) -> None:
         unit = {"image": "PSNR dB", "audio": "SNR dB", "sdf": "Chamfer %"}[entry["kind"]]
         fewest = min(r["steps"] for r in runs.values())
         lines += ["", f"## {name} ({unit}, {entry.get('seconds')} s of training each)", "",
-                  f"| architecture | params | lr | steps | steps/s | {unit} at {entry.get('seconds')} s | "
-                  f"{unit} at {fewest} steps | s to reach the best other's final |",
+                  (f"| architecture | params | lr | steps | steps/s | {unit} at {entry.get('seconds')} s | "
+                   f"{unit} at {fewest} steps | s to reach the best other's final |"),
                   "|---|---|---|---|---|---|---|---|"]
         for architecture, run in runs.items():
             others = [r["quality"] for a, r in runs.items() if a != architecture]
@@ -283,8 +283,8 @@ def report(data: dict, out: Path) -> None:
     if summary["image"]:
         leads = [s[1] for s in summary["image"]]
         lines += ["", "## Summary", "",
-                  f"Photos: inrkit minus the best peer, mean {np.mean(leads):+.2f} dB over {len(leads)} photos; "
-                  f"smallest margin to any peer {min(s[3] for s in summary['image']):+.2f} dB."]
+                  (f"Photos: inrkit minus the best peer, mean {np.mean(leads):+.2f} dB over {len(leads)} photos; "
+                   f"smallest margin to any peer {min(s[3] for s in summary['image']):+.2f} dB.")]
     for name, lead, best, _ in summary["audio"]:
         lines.append(f"Audio {name}: inrkit minus the best peer ({best}) {lead:+.2f} dB SNR.")
     for name, lead, best, _ in summary["sdf"]:
