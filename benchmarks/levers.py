@@ -5,7 +5,9 @@ A lever is a name made of ``+``-joined parts, applied to the default model
 in parameters) on inrkit's own trainer (Adam, lr 2e-3 decaying to 2e-4,
 beta2 0.99, full batch):
 
-* ``default``: the shipped default;
+* ``default``: ``ModelOptions()`` of the inrkit it imports (``results/levers_cpu.md`` was made from a
+  snapshot of commit 613e406, before the default change: one hidden layer, m = n, box sampling; run it
+  against that commit to reproduce, e.g. ``git worktree`` + ``PYTHONPATH``);
 * ``siren``: ``--architecture siren`` (3 hidden layers; first-layer omega0 30
   for images, 3000 for audio) with the same optimiser;
 * ``spectral``: the high input frequencies drawn from the target's smoothed
@@ -161,7 +163,8 @@ def report(paths: list[Path], out: Path, title: str) -> None:
         key = ("steps", row["budget_steps"]) if row["budget_steps"] else ("seconds", row["budget_seconds"])
         groups.setdefault(key + (row.get("run", 1),), []).append(row)
     lines = [f"# {title}", "", (f"Machine: {rows[0]['machine'] if rows else '?'}. Quality: PSNR (images) or SNR "
-             "(audio), dB. Δ: against `default` in the same run. Load: 1-minute load average before / after the fit."), ""]
+             "(audio), dB. Δ: against `default` in the same run (`default`: one hidden layer, m = n, box sampling, the "
+             "default before commit ea754a2; `siren`: 3 hidden layers with inrkit's optimiser). Load: 1-minute load average before / after the fit."), ""]
     for (kind, budget, run), group in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])):
         levers = list(dict.fromkeys(r["lever"] for r in group))
         names = list(dict.fromkeys(r["signal"] for r in group))
