@@ -110,7 +110,9 @@ def test_a_manifest_sets_options_per_signal_and_bad_arguments_exit_2(tmp_path):
 def _start(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "inrkit.cli", "fit-many", str(inputs), "-o", str(out), "--device", "cpu",
                "--params", "700", "--steps", "500", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal even when the tests run where SIGINT is ignored (a background job of a script).
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
 
 
 def _wait_for_finished(out: Path, names: list[str], count: int, process: subprocess.Popen, limit: float = 60) -> None:
