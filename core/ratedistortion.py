@@ -111,7 +111,7 @@ def crossings(mine: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.n
     low, high = max(mine[0].min(), other[0].min()), min(mine[0].max(), other[0].max())
     if low >= high:
         return []
-    grid = np.exp(np.linspace(math.log(low), math.log(high), 400))
+    grid = np.clip(np.exp(np.linspace(math.log(low), math.log(high), 400)), low, high)  # exp(log(x)) may miss x
     difference = np.array([interpolate(*mine, r) - interpolate(*other, r) for r in grid])
     found = []
     for i in np.nonzero(np.diff(np.sign(difference)))[0]:

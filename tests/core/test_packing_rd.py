@@ -31,6 +31,8 @@ def test_crossing_of_two_lines_in_log_rate_is_found_where_algebra_puts_it():
     mine = (rates, 20 + 6 * np.log2(rates))
     other = (rates, 14 + 10 * np.log2(rates))
     assert crossings(mine, other) == [pytest.approx(2 ** 1.5, rel=2e-3)]
+    odd = np.array([0.1, 0.3, 0.7])  # rates whose exp(log(.)) is not exact: the grid must stay inside them
+    assert crossings((odd, odd * 10), (odd * 1.0000001, odd * 10 + 1)) == []
     rows = [row("inrkit", r, v) for r, v in zip(*mine)] + [row("JPEG", r, v) for r, v in zip(*other)]
     at = comparison(rows, (1.0, 4.0, 1.5))["JPEG"]["at"]
     assert at["1"]["difference"] == pytest.approx(6.0) and at["4"]["difference"] == pytest.approx(-2.0)
