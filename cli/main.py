@@ -475,11 +475,15 @@ def _declared_options(host) -> dict[str, list[str]]:
     return declared
 
 
+from inrkit.cli import many as _many  # noqa: E402 - after fit, whose options it shares
+
+_many.register(app)
+
 from inrkit.cli import pack as _pack  # noqa: E402
 
 _pack.register(app)
 
-_BUILTIN_COMMANDS = {"fit", "export", "prune", "spectrum", "plugins", "pack", "rd"}
+_BUILTIN_COMMANDS = {"fit", "export", "prune", "spectrum", "plugins", "fit-many", "pack", "rd"}
 _commands_registered = False
 
 
