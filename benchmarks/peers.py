@@ -113,7 +113,7 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = budget(signal, signal_type, kind)
     config = plan_model(signal, signal_type, ModelOptions(architecture=architecture, params=params))
-    model = build_model(config)
+    model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
     train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), signal,
                              signal_type, config)
     sampler = host.sampler(train_config.sampler)
