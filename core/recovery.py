@@ -38,6 +38,10 @@ SNAPSHOT_EVERY = 10
 #: on a photo jumps by 10 orders of magnitude in one step); a factor that large never fires on a
 #: healthy fit, whose bytes therefore stay what they were.
 EXPLOSION_FACTOR = 1e3
+#: A loss this far below the fit's first loss (60 dB) is memorised: the signal is matched to float32 rounding,
+#: where losses of 1e-14 and 1e-11 are both noise. The divergence rule measures jumps from
+#: ``max(best so far, first loss x MEMORISED_RATIO)``, so such a fit is never called diverged.
+MEMORISED_RATIO = 1e-6
 #: Rollbacks (each halving the learning rate) before a fit gives up with an error.
 MAX_ROLLBACKS = 5
 #: The smallest batch the out-of-memory fallback halves to before giving up.
@@ -74,6 +78,8 @@ class TrainState:
         The multiplier of the whole learning-rate schedule (halved by each rollback).
     best_loss:
         The best loss so far (the divergence rule's reference).
+    first_loss:
+        The fit's first loss (the scale below which a loss counts as memorised, :data:`MEMORISED_RATIO`).
     """
 
     step: int
@@ -90,6 +96,7 @@ class TrainState:
     batch_changes: list[dict[str, Any]] = field(default_factory=list)
     lr_scale: float = 1.0
     best_loss: float = math.inf
+    first_loss: float = math.inf
 
 
 @dataclass
@@ -124,13 +131,18 @@ class Rollbacks:
         self.config = config
         self.lr_scale = 1.0
         self.best = math.inf
+        self.first = math.inf
 
     def problem(self, loss_value: float, model: torch.nn.Module | None) -> str | None:
         """Why the state that gave ``loss_value`` diverged (its weights checked too when ``model`` is given), or None."""
         if not math.isfinite(loss_value):
             return f"the loss is {loss_value}"
-        if 0 < self.best and loss_value > EXPLOSION_FACTOR * self.best:
-            return f"the loss jumped to {loss_value:.3g}, more than {EXPLOSION_FACTOR:g} x the best so far ({self.best:.3g})"
+        if self.first == math.inf:
+            self.first = loss_value
+        reference = max(self.best, self.first * MEMORISED_RATIO) if math.isfinite(self.first) else self.best
+        if 0 < reference < math.inf and loss_value > EXPLOSION_FACTOR * reference:
+            return (f"the loss jumped to {loss_value:.3g}, more than {EXPLOSION_FACTOR:g} x the best so far "
+                    f"({self.best:.3g})")
         if model is not None and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             return "a weight is NaN or infinite"
         self.best = min(self.best, loss_value)
@@ -160,7 +172,7 @@ class Rollbacks:
                               "lower --lr, or use a smaller model (--params)")
         load_state(loop, snapshot)
         del self.result.curve[snapshot.curve_length:]
-        self.best = snapshot.best_loss
+        self.best, self.first = snapshot.best_loss, snapshot.first_loss
         return snapshot.step
 
 
@@ -182,7 +194,7 @@ def capture(loop: _Loop, step: int, seconds: float, draws: int, random_states: t
                    "second": [t.clone() for t in optimizer.second]},
         rng=rng, generator=generator, cuda_rng=cuda_rng, curve_length=curve_length,
         rollbacks=list(guard.result.rollbacks), batch_changes=list(guard.result.batch_changes),
-        lr_scale=guard.lr_scale, best_loss=guard.best,
+        lr_scale=guard.lr_scale, best_loss=guard.best, first_loss=guard.first,
     )
 
 
@@ -217,7 +229,7 @@ def restore_start(loop: _Loop, start: TrainState, config: TrainConfig, make_samp
     result.curve.extend(start.curve)
     result.rollbacks.extend(start.rollbacks)
     result.batch_changes.extend(start.batch_changes)
-    guard.lr_scale, guard.best = start.lr_scale, start.best_loss
+    guard.lr_scale, guard.best, guard.first = start.lr_scale, start.best_loss, start.first_loss
     return config
 
 

@@ -99,7 +99,8 @@ class CheckpointWriter:
             save_file(tensors, str(temporary), metadata={"format": CHECKPOINT_FORMAT})
         numbers = {"step": state.step, "seconds": state.seconds, "draws": state.draws,
                    "optimizer_steps": state.optimizer["steps"], "lr_scale": state.lr_scale,
-                   "best_loss": state.best_loss, "rollbacks": state.rollbacks, "batch_changes": state.batch_changes,
+                   "best_loss": state.best_loss, "first_loss": state.first_loss, "rollbacks": state.rollbacks,
+                   "batch_changes": state.batch_changes,
                    "curve": state.curve}
         write_json(self.folder / STATE_JSON, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
                                               "fit": self.description, "state": numbers,
@@ -179,7 +180,7 @@ def _state(numbers: dict[str, Any], tensors: dict[str, torch.Tensor]) -> TrainSt
 
     moments = {kind: [tensors[f"optimizer.{kind}.{i}"] for i in range(count(kind))] for kind in ("first", "second")}
     curve = [{key: math.nan if value is None else value for key, value in point.items()} for point in numbers["curve"]]
-    best = numbers["best_loss"]
+    best, first = numbers["best_loss"], numbers.get("first_loss")  # first_loss: absent before 2026-11-30
     state = TrainState(
         step=int(numbers["step"]), seconds=float(numbers["seconds"]), draws=int(numbers["draws"]),
         model={name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")},
@@ -188,6 +189,7 @@ def _state(numbers: dict[str, Any], tensors: dict[str, torch.Tensor]) -> TrainSt
         curve=curve, curve_length=len(curve), rollbacks=list(numbers["rollbacks"]),
         batch_changes=list(numbers["batch_changes"]), lr_scale=float(numbers["lr_scale"]),
         best_loss=math.inf if best is None else float(best),
+        first_loss=math.inf if first is None else float(first),
     )
     _need(state.step >= 0 and state.draws >= 0 and len(curve) <= state.step, "impossible step counts")
     return state

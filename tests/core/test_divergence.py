@@ -87,6 +87,22 @@ def test_an_exploding_loss_is_divergence_too():
     assert [r["to_step"] for r in result.rollbacks] == [30]
 
 
+def test_a_memorised_fit_whose_tiny_loss_wobbles_is_not_divergence():
+    """A loss 1e6 below the first one is float32 noise: 1e-14 then 1e-11 is no explosion; 1e-11 then 1.0 is."""
+    from inrkit.recovery import MEMORISED_RATIO, Rollbacks
+    from inrkit.train import FitResult
+
+    guard = Rollbacks(FitResult(model=None, steps=0, seconds=0.0), TrainConfig(steps=10))
+    assert guard.problem(0.3, None) is None
+    assert guard.problem(1e-14, None) is None
+    assert guard.problem(1e-11, None) is None  # x1000 of the best, but far under 0.3 x MEMORISED_RATIO x 1000
+    assert 1e3 * 0.3 * MEMORISED_RATIO < 1.0
+    assert "jumped to 1" in guard.problem(1.0, None)
+    healthy = Rollbacks(FitResult(model=None, steps=0, seconds=0.0), TrainConfig(steps=10))
+    assert healthy.problem(0.3, None) is None and healthy.problem(1e-3, None) is None
+    assert "more than 1000 x" in healthy.problem(2.0, None)  # an ordinary fit keeps the rule it had
+
+
 def test_a_state_after_a_rollback_resumes_exactly():
     states = []
     with pytest.warns(InrkitWarning):
@@ -157,3 +173,20 @@ def test_a_pruned_fit_counts_the_rollbacks_of_every_phase():
     # at their steps in the whole fit.
     assert [event["step"] for event in done.result.rollbacks] == [25, 45]
     assert all(math.isfinite(p["psnr"]) for p in done.path)
+
+
+def test_the_first_loss_travels_in_a_checkpoint_and_old_checkpoints_still_load(tmp_path):
+    from safetensors.torch import load_file
+
+    from inrkit.resume import STATE_JSON, CheckpointWriter, _state
+
+    states = []
+    run(TrainConfig(steps=30, lr=5e-3), mse(), checkpoint=Checkpointing(states.append, steps=20))
+    state = states[0]
+    assert 0 < state.first_loss < math.inf and state.best_loss <= state.first_loss
+    CheckpointWriter(tmp_path, {"fit": "test"})(state)
+    saved = json.loads((tmp_path / STATE_JSON).read_text())
+    tensors = load_file(str(tmp_path / saved["tensors"]["file"]))
+    assert _state(saved["state"], tensors).first_loss == state.first_loss
+    del saved["state"]["first_loss"]  # a checkpoint written before the field existed
+    assert _state(saved["state"], tensors).first_loss == math.inf
