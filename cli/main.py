@@ -407,8 +407,8 @@ def _facts(facts: dict) -> str:
 
 @app.command()
 def spectrum(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG picture to write (default RUN/spectrum.png).")] = None,
+    run: Annotated[Path, typer.Argument(help="Run directory written by `inrkit fit`, or a packed model (.inr).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG picture to write (default RUN/spectrum.png; for NAME.inr, NAME.spectrum.png).")] = None,
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers here (default: beside the PNG).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
     max_order: Annotated[int, typer.Option(help="Largest |k|_1 of the predicted spectrum's terms (1 to 8).")] = 2,
@@ -423,7 +423,8 @@ def spectrum(
             _fail(f"--max-order must be a whole number from 1 to 8, got {max_order}")
         if not (math.isfinite(tol) and 0 <= tol < 1):
             _fail(f"--tol must be a number in [0, 1), got {tol}")
-        output = output if output is not None else run / "spectrum.png"
+        if output is None:  # a run directory gets RUN/spectrum.png; a packed model NAME.inr gets NAME.spectrum.png
+            output = run.with_suffix(".spectrum.png") if run.is_file() else run / "spectrum.png"
         if output.suffix.lower() != ".png":
             _fail(f"-o {output} must end in .png")
         numbers = json_output or output.with_suffix(".json")

@@ -87,7 +87,11 @@ def reload_source(run: Run, source: Path | None, host: Host,
     path = Path(source) if source is not None else (Path(recorded) if recorded else None)
     if source is not None and not path.exists():
         raise InputError(f"--input {source} does not exist; pass the file the run was fitted to")
-    if path is None or not path.exists():
+    if path is None:
+        what = "a packed model (.inr), which" if run.path.is_file() else "this run, which"
+        raise InputError(f"{run.path} is {what} does not record the file of its signal; "
+                         "pass the signal it was fitted to with --input FILE")
+    if not path.exists():
         raise InputError(f"the signal this run was fitted to ({recorded}) is not there any more; pass it with --input FILE")
     signal_type = host.signal(run.signal.get("signal_type") or run.signal.get("kind"))
     signal = load_with(signal_type, path, run.signal.get("load_options"))

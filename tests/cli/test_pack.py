@@ -79,6 +79,18 @@ def test_export_of_a_packed_file_is_the_dequantised_model(packed, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png"), dtype=np.float64), expected)
 
 
+def test_spectrum_of_a_packed_file_needs_the_signal_and_writes_beside_it(packed, tmp_path):
+    _, source, run = packed
+    inr = tmp_path / "x.inr"
+    inr.write_bytes((run / "model.inr").read_bytes())
+    one_error_line(invoke("spectrum", inr), "packed model", "--input FILE")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.inr"]  # nothing half-written
+    result = invoke("spectrum", inr, "--input", source)
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((tmp_path / "x.spectrum.json").read_text())
+    assert (tmp_path / "x.spectrum.png").stat().st_size > 0 and "suggested_bandlimit" in numbers
+
+
 def psnr_of(inr, source):
     run = load_run(inr)
     values = evaluate(run.model, grid_coordinates([20, 24], run.signal["extent"])).double().numpy().reshape(-1)
