@@ -195,7 +195,9 @@ def _to_dense(frequencies: np.ndarray, values: np.ndarray, radius: int | Sequenc
 def _layers(model: SinusoidalINR) -> dict:
     """The model's numbers in float64 numpy: input layer, each hidden layer, head and output map."""
     if not isinstance(model, SinusoidalINR):
-        raise ConfigError("spectrum prediction needs a lattice or uniform model (SIREN's first layer is not on a lattice)")
+        name = getattr(getattr(model, "config", None), "architecture", type(model).__name__)
+        raise ConfigError(f"spectrum prediction needs a lattice or uniform model; {name} has no input layer of fixed "
+                          "integer-lattice frequencies to expand (the measured spectra are still drawn)")
     with torch.no_grad():
         hidden = [(layer.scaled_weight().double().cpu().numpy(), (layer.omega_g * layer.bias).double().cpu().numpy())
                   for layer in model.hidden]

@@ -176,8 +176,15 @@ def test_refusals():
     from inrkit.model import Siren
 
     siren = Siren(ModelConfig(dims=1, out_channels=1, input_frequencies=4, width=4, architecture="siren"))
-    with pytest.raises(ConfigError, match="lattice"):
+    with pytest.raises(ConfigError, match="lattice or uniform model; siren has no input layer"):
         predict_spectrum(siren)
+    from inrkit.peers import build_peer
+
+    for peer in ("finer", "ffn", "hashgrid"):  # every peer is named, not called SIREN
+        config = ModelConfig(dims=2, out_channels=1, input_frequencies=8, width=8, hidden_layers=2, architecture=peer,
+                             hash_levels=2, hash_table_size=64, hash_max_resolution=16)
+        with pytest.raises(ConfigError, match=f"; {peer} has no input layer"):
+            predict_spectrum(build_peer(config))
 
 
 def test_deeper_model_prediction_is_truncated_but_close():
