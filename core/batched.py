@@ -21,8 +21,10 @@ PSNR with mini-batches, and losses that call the model themselves (they need
 gradients with respect to the coordinates: found at the first step, before
 anything is updated). A model whose loss turns NaN or infinite leaves the
 batch and is fitted again alone, with the single fit's rollbacks. Observers
-get ``inrkit_fit_start`` and ``inrkit_fit_end`` for every model, not
-``inrkit_step_end``.
+get ``inrkit_fit_start``, ``inrkit_step_end`` and ``inrkit_fit_end`` for
+every model, as from a single fit; when some observer takes ``inrkit_step_end``,
+each recorded step first copies the model's slice of the stack into its own
+model, so the observer sees that step's weights.
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from inrkit.events import FitEnded, FitStarted, TrainSettings
+from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings
 from inrkit.metrics import psnr_from_mse
 from inrkit.model import SinusoidalINR, stored_parameter_count
 from inrkit.optim import Adam
 from inrkit.plugin_types import FitContext, SamplerContext
 from inrkit.signal import Batch
-from inrkit.train import FitResult, holdout_split, lr_at, progress_of
+from inrkit.train import FitResult, _progress, holdout_split, lr_at, progress_of
 
 #: Most models trained at once on a CPU.
 CPU_GROUP_LIMIT = 64
@@ -292,6 +294,7 @@ def train_batched(jobs: list[Any], progress: Callable[[float, int, float], None]
     settings = TrainSettings.of(config)
     inputs, proxy = _Inputs(), _Proxy()
     check_every = 1 if device.type == "cpu" else 10
+    observed = hook if hook.inrkit_step_end.get_hookimpls() else None  # copy weights out only for an observer
     for member in members:
         hook.inrkit_fit_start(info=FitStarted(signal=member.job.signal, model=member.job.model, config=settings,
                                               device=device, parameters=stored_parameter_count(member.job.model)))
@@ -313,7 +316,7 @@ def train_batched(jobs: list[Any], progress: Callable[[float, int, float], None]
                                 batches[k]) for k, m in enumerate(members)]
         final = config.steps is not None and step == config.steps - 1
         if step % check_every == 0 or final:
-            _record(members, stack, losses, output, targets, step, seconds, lr, config)
+            _record(members, stack, losses, output, targets, step, seconds, lr, config, observed)
         live = [value for value, m in zip(losses, members) if m.active]
         if not live:
             break
@@ -356,8 +359,12 @@ def _stop_all(members: list[_Member], reason: str, step: int) -> None:
 
 
 def _record(members: list[_Member], stack: _Stack, losses: list[torch.Tensor], output: torch.Tensor,
-            targets: torch.Tensor, step: int, seconds: float, lr: float, config: Any) -> None:
-    """Each active model's curve point; a non-finite loss drops the model, a reached target PSNR stops it."""
+            targets: torch.Tensor, step: int, seconds: float, lr: float, config: Any, hook: Any = None) -> None:
+    """Each active model's curve point; a non-finite loss drops the model, a reached target PSNR stops it.
+
+    With ``hook``, each recorded point also goes to the ``inrkit_step_end`` observers, with the model
+    holding this step's weights (the ones the step's loss was computed with).
+    """
     with torch.no_grad():
         values = torch.stack([v.detach() for v in losses]).tolist()
         errors = ((output.detach() - targets) ** 2).mean(dim=(1, 2)).tolist()
@@ -368,7 +375,12 @@ def _record(members: list[_Member], stack: _Stack, losses: list[torch.Tensor], o
             member.active, member.diverged, member.stop_reason = False, True, "diverged"
             continue
         psnr = psnr_from_mse(errors[k], member.signal.data_range)
-        member.curve.append({"step": step, "seconds": seconds, "loss": values[k], "psnr": psnr, "lr": lr})
+        point = {"step": step, "seconds": seconds, "loss": values[k], "psnr": psnr, "lr": lr}
+        member.curve.append(point)
+        if hook is not None:
+            stack.write_back(k, member.job.model, None)
+            hook.inrkit_step_end(step=StepEnded(**point, progress=_progress(config, step, seconds, psnr),
+                                                model=member.job.model))
         if config.target_psnr is not None and psnr >= config.target_psnr:
             member.active, member.stop_reason, member.steps = False, "target_psnr", step
             member.saved = stack.snapshot(k)

@@ -149,3 +149,46 @@ def test_different_sample_counts_are_separate_groups(tmp_path):
     assert batch_key(first) == batch_key(turned)  # equal sample counts train together, whatever the grid
     assert batch_key(first) != batch_key(other)
     assert np.isfinite(model_bytes(first))
+
+
+def test_observers_get_every_models_steps_with_that_steps_weights(tmp_path):
+    """Each model's ``inrkit_step_end`` events, as a single fit sends them; the PSNR an observer measures by
+    evaluating the model it is handed equals the event's (full batches: the step's own weights)."""
+    from inrkit.hookspecs import hookimpl
+    from inrkit.metrics import psnr
+    from inrkit.train import evaluate
+
+    class Observer:
+        def __init__(self):
+            self.signals, self.events, self.ended = {}, {}, 0
+
+        @hookimpl
+        def inrkit_fit_start(self, info):
+            self.signals[id(info.model)] = info.signal
+
+        @hookimpl
+        def inrkit_step_end(self, step):
+            signal = self.signals[id(step.model)]
+            measured = psnr(evaluate(step.model, signal.coordinates()), signal.values, signal.data_range)
+            self.events.setdefault(id(step.model), []).append((step.step, step.psnr, measured, step.progress))
+
+        @hookimpl
+        def inrkit_fit_end(self, result):
+            self.ended += 1
+
+    paths = photos(tmp_path, 3)
+    jobs = prepared(paths, tmp_path, TrainConfig(steps=8, device="cpu", seed=0))
+    observer = Observer()
+    jobs[0].host.pm.register(observer)
+    try:
+        results = train_batched(jobs)
+    finally:
+        jobs[0].host.pm.unregister(observer)
+    assert observer.ended == 3 and len(observer.events) == 3
+    for job, result in zip(jobs, results):
+        events = observer.events[id(job.model)]
+        assert [e[0] for e in events] == list(range(8)) == [p["step"] for p in result.curve]
+        assert [e[3] for e in events] == [k / 8 for k in range(8)]
+        for _, reported, measured, _ in events:
+            assert abs(reported - measured) < 1e-3
+    assert len({round(observer.events[id(j.model)][-1][1], 6) for j in jobs}) == 3  # three different models
