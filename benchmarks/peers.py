@@ -23,7 +23,9 @@ better; the SDF plugin's report at 128^3) for the SDF. Reported per signal:
 quality at the wall-clock budget, steps and steps/s, quality at equal steps
 (the fewest steps any contender made), and the training seconds each needed
 to reach the best other contender's final quality; one quality-vs-seconds
-plot per signal (``peers_<signal>.png``).
+plot per signal (``peers_<signal>.png``). Photos and audio also get the size of each model packed as
+``inrkit pack`` packs by default (the smallest ``.inr`` within 0.3 dB of the float model; the same search
+and coders for every architecture): quality per byte, next to quality per parameter.
 
 Run it in parts (each part adds to the JSON; ``--report`` rewrites the table
 and the plots from it), under the shared lock::
@@ -62,6 +64,9 @@ from inrkit.planning import default_params
 from inrkit.train import evaluate, fit
 
 ARCHITECTURES = ("lattice", "siren", "finer", "ffn", "hashgrid")
+#: inrkit variants that are not the default (``--variants``): a contender name, its model options and learning
+#: rate. They are reported in the tables but never count as "the best peer" nor as inrkit's default.
+VARIANTS = {"lattice-4L": ({"hidden_layers": 4}, 1e-3)}
 #: Each paper's learning rate (SIREN 1e-4, FINER's code 5e-4, FFN 1e-3, Instant-NGP 1e-2); inrkit's is 2e-3.
 PAPER_LR = {"lattice": 2e-3, "siren": 1e-4, "finer": 5e-4, "ffn": 1e-3, "hashgrid": 1e-2}
 SWEEP = {"siren": (1e-4, 5e-4, 2e-3), "finer": (1e-4, 5e-4, 2e-3), "ffn": (1e-3, 2e-3, 1e-2),
@@ -72,7 +77,7 @@ AUDIO = ("speech-16k.wav", "melody-16k.wav")
 SDF = ("bunny-scan.ply",)
 SWEEP_SIGNALS = {"image": "chelsea-128.png", "audio": "speech-16k.wav"}
 COLOURS = {"lattice": (200, 30, 30), "siren": (30, 90, 200), "finer": (40, 160, 60), "ffn": (150, 60, 170),
-           "hashgrid": (230, 140, 20)}
+           "hashgrid": (230, 140, 20), "lattice-4L": (120, 20, 20)}
 #: Fractions of the budget at which an SDF model is snapshotted for its Chamfer curve.
 SDF_MARKS = (0.125, 0.25, 0.5, 1.0)
 
@@ -107,12 +112,15 @@ def budget(signal, signal_type, kind: str) -> int:
 
 
 def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
-    """One contender on one signal; returns its final quality, steps, speed and quality curve."""
+    """One contender (an architecture or a :data:`VARIANTS` name) on one signal; returns its final quality,
+    steps, speed and quality curve."""
     host = get_host()
     kind = kind_of(name)
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = budget(signal, signal_type, kind)
-    config = plan_model(signal, signal_type, ModelOptions(architecture=architecture, params=params))
+    overrides = VARIANTS[architecture][0] if architecture in VARIANTS else {}
+    base = "lattice" if architecture in VARIANTS else architecture
+    config = plan_model(signal, signal_type, ModelOptions(architecture=base, params=params, **overrides))
     model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
     train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), signal,
                              signal_type, config)
@@ -137,6 +145,7 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
         out.update(quality=curve[-1][2], curve=curve, higher_is_better=False)
         return out
     reconstruction = evaluate(result.model, signal.coordinates())
+    out["packed"] = packed_size(result.model, config, signal)
     offset = 0.0
     if kind == "audio":
         from inrkit.plugins.audio.quality import snr_db
@@ -150,6 +159,28 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
                     if p["psnr"] == p["psnr"]]
     out["higher_is_better"] = True
     return out
+
+
+def packed_size(model, config, signal) -> dict:
+    """The model as ``inrkit pack`` stores it by default: the smallest ``.inr`` within 0.3 dB of the float model.
+
+    The same search and coders for every architecture (no quantisation-aware finish, which is inrkit's
+    own step); the quality is the PSNR on the signal's samples. Returns bytes and both PSNRs.
+    """
+    import copy
+    from dataclasses import asdict
+
+    from inrkit.packing import pack, quantised_state
+    from inrkit.packjob import PACK_TOLERANCE_DB, Judge, search_plan
+
+    state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+    sections = {"model": asdict(config), "signal": {"dims": signal.dims, "channels": signal.channels}}
+    judge = Judge(copy.deepcopy(model), signal.coordinates(), signal.values, signal.data_range, sections)
+    float_psnr = judge.psnr(state)
+    found = search_plan(judge, state, "tensor", min_psnr=float_psnr - PACK_TOLERANCE_DB)
+    data = pack(state, sections, found.plan, "auto")
+    return {"bytes": len(data), "psnr": judge.psnr(quantised_state(state, found.plan)), "float_psnr": float_psnr,
+            "float32_bytes": 4 * sum(t.numel() for t in state.values())}
 
 
 def load(path: Path) -> dict:
@@ -166,6 +197,8 @@ def uptime() -> str:
 
 
 def chosen_lr(data: dict, kind: str, architecture: str) -> float:
+    if architecture in VARIANTS:
+        return VARIANTS[architecture][1]
     if architecture == "lattice":
         return PAPER_LR["lattice"]
     sweep = data["sweep"].get("image" if kind == "sdf" else kind, {}).get(architecture)
@@ -196,6 +229,8 @@ def run_signals(data: dict, names: list[str], args) -> None:
         kind = kind_of(name)
         entry = data["signals"].setdefault(name, {"kind": kind, "runs": {}})
         for architecture in args.archs:
+            if architecture in VARIANTS and kind not in args.variant_kinds:
+                continue
             run = train(name, architecture, chosen_lr(data, kind, architecture), args.seconds)
             entry["runs"][architecture] = run
             entry["seconds"] = args.seconds
@@ -232,8 +267,16 @@ def plot(name: str, entry: dict, out_dir: Path) -> str:
     return path.name
 
 
+def _packed_cell(run: dict) -> str:
+    packed = run.get("packed")
+    if not packed:
+        return "n/a"
+    return f"{packed['bytes']:,} ({packed['float_psnr'] - packed['psnr']:.2f})"
+
+
 def _colour_name(architecture: str) -> str:
-    return {"lattice": "red", "siren": "blue", "finer": "green", "ffn": "purple", "hashgrid": "orange"}[architecture]
+    return {"lattice": "red", "siren": "blue", "finer": "green", "ffn": "purple", "hashgrid": "orange",
+            "lattice-4L": "dark red"}[architecture]
 
 
 def report(data: dict, out: Path) -> None:
@@ -252,6 +295,7 @@ def report(data: dict, out: Path) -> None:
                 cells = " | ".join(f"{lr}: {q:.2f}" for lr, q in results.items())
                 lines.append(f"| {sweep.get('signals', {}).get(kind, kind)} | {architecture} | {cells} | {best} |")
     summary = {"image": [], "audio": [], "sdf": []}
+    variants: dict[str, list[float]] = {}
     for name, entry in data["signals"].items():
         runs = entry["runs"]
         higher = entry["kind"] != "sdf"
@@ -259,8 +303,8 @@ def report(data: dict, out: Path) -> None:
         fewest = min(r["steps"] for r in runs.values())
         lines += ["", f"## {name} ({unit}, {entry.get('seconds')} s of training each)", "",
                   (f"| architecture | params | lr | steps | steps/s | {unit} at {entry.get('seconds')} s | "
-                   f"{unit} at {fewest} steps | s to reach the best other's final |"),
-                  "|---|---|---|---|---|---|---|---|"]
+                   f"{unit} at {fewest} steps | s to reach the best other's final | packed bytes (dB lost) |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
         for architecture, run in runs.items():
             others = [r["quality"] for a, r in runs.items() if a != architecture]
             target = (max(others) if higher else min(others)) if others else None
@@ -269,9 +313,9 @@ def report(data: dict, out: Path) -> None:
             lines.append(f"| {architecture} | {run['params']:,} | {run['lr']:g} | {run['steps']:,} | "
                          f"{run['steps_per_s']:.1f} | {run['quality']:.3f} | "
                          f"{'n/a' if equal is None else f'{equal:.2f}'} | "
-                         f"{'not reached' if reach is None else f'{reach:.1f}'} |")
+                         f"{'not reached' if reach is None else f'{reach:.1f}'} | {_packed_cell(run)} |")
         if "lattice" in runs and len(runs) > 1:
-            peers = {a: r["quality"] for a, r in runs.items() if a != "lattice"}
+            peers = {a: r["quality"] for a, r in runs.items() if a != "lattice" and a not in VARIANTS}
             best = max(peers, key=peers.get) if higher else min(peers, key=peers.get)
             lead = runs["lattice"]["quality"] - peers[best]
             summary[entry["kind"]].append((name, lead if higher else -lead, best,
@@ -279,12 +323,18 @@ def report(data: dict, out: Path) -> None:
                                            if higher else None))
             lines.append(f"\ninrkit minus the best peer ({best}): {lead:+.2f} {unit.split()[-1]}"
                          + (" (lower is better)" if not higher else ""))
+            for variant in (v for v in VARIANTS if v in runs):
+                gap = runs[variant]["quality"] - peers[best]
+                variants.setdefault(variant, []).append(gap if higher else -gap)
+                lines.append(f"{variant} (not the default) minus the best peer ({best}): {gap:+.2f} {unit.split()[-1]}")
         lines.append(f"\n![{name}]({plot(name, entry, out.parent)})")
     if summary["image"]:
         leads = [s[1] for s in summary["image"]]
         lines += ["", "## Summary", "",
                   (f"Photos: inrkit minus the best peer, mean {np.mean(leads):+.2f} dB over {len(leads)} photos; "
                    f"smallest margin to any peer {min(s[3] for s in summary['image']):+.2f} dB.")]
+    for variant, gaps in variants.items():
+        lines.append(f"{variant} (not the default): minus the best peer, mean {np.mean(gaps):+.2f} over {len(gaps)} signals.")
     for name, lead, best, _ in summary["audio"]:
         lines.append(f"Audio {name}: inrkit minus the best peer ({best}) {lead:+.2f} dB SNR.")
     for name, lead, best, _ in summary["sdf"]:
@@ -298,7 +348,9 @@ def main() -> None:
     parser.add_argument("--part", nargs="+", choices=("sweep", "photos", "audio", "sdf", "all"), default=None,
                         help="parts to run, in order (each adds to the JSON)")
     parser.add_argument("--signals", nargs="*", default=None, help="subset of the part's signals (file names)")
-    parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    parser.add_argument("--archs", nargs="*", default=list(ARCHITECTURES), choices=ARCHITECTURES + tuple(VARIANTS),
+                        help=f"contenders; inrkit variants: {', '.join(VARIANTS)} (run on --variant-kinds only)")
+    parser.add_argument("--variant-kinds", nargs="*", default=["image"], choices=("image", "audio", "sdf"))
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sweep-seconds", type=float, default=10.0)
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from the JSON")
