@@ -4,7 +4,8 @@ Every architecture is built by ``inrkit fit --architecture NAME --params P``
 (the same planner, trainer, loss and sampler as the CLI) and trained back to
 back in this one process for the same training seconds:
 
-* ``lattice``: inrkit's default (as shipped: ``--bandlimit auto``, one hidden layer);
+* ``lattice``: inrkit's default as shipped (``--bandlimit auto``; images: four hidden layers at lr 1e-3);
+* ``lattice-4L`` / ``lattice-2L`` (``--archs``): inrkit with four hidden layers at lr 1e-3, or two at 2e-3;
 * ``siren``: Sitzmann et al. 2020, 3 hidden layers, first-layer omega0 30 (images, SDF) / 3000 (audio);
 * ``finer``: Liu et al., CVPR 2024, SIREN's layout with sin(omega (|z| + 1) z);
 * ``ffn``: Tancik et al. 2020, Gaussian Fourier features (sigma 10 on images) + 3 ReLU layers;
@@ -66,9 +67,9 @@ from inrkit.train import evaluate, fit
 ARCHITECTURES = ("lattice", "siren", "finer", "ffn", "hashgrid")
 #: inrkit variants that are not the default (``--variants``): a contender name, its model options and learning
 #: rate. They are reported in the tables but never count as "the best peer" nor as inrkit's default.
-VARIANTS = {"lattice-4L": ({"hidden_layers": 4}, 1e-3)}
-#: Each paper's learning rate (SIREN 1e-4, FINER's code 5e-4, FFN 1e-3, Instant-NGP 1e-2); inrkit's is 2e-3.
-PAPER_LR = {"lattice": 2e-3, "siren": 1e-4, "finer": 5e-4, "ffn": 1e-3, "hashgrid": 1e-2}
+VARIANTS = {"lattice-4L": ({"hidden_layers": 4}, 1e-3), "lattice-2L": ({"hidden_layers": 2}, 2e-3)}
+#: Each paper's learning rate (SIREN 1e-4, FINER's code 5e-4, FFN 1e-3, Instant-NGP 1e-2); inrkit's: None, its default.
+PAPER_LR = {"lattice": None, "siren": 1e-4, "finer": 5e-4, "ffn": 1e-3, "hashgrid": 1e-2}
 SWEEP = {"siren": (1e-4, 5e-4, 2e-3), "finer": (1e-4, 5e-4, 2e-3), "ffn": (1e-3, 2e-3, 1e-2),
          "hashgrid": (2e-3, 1e-2, 3e-2)}
 PHOTOS = ("camera-128.png", "astronaut-128.png", "coffee-128.png", "chelsea-128.png", "rocket-128.png",
@@ -77,7 +78,7 @@ AUDIO = ("speech-16k.wav", "melody-16k.wav")
 SDF = ("bunny-scan.ply",)
 SWEEP_SIGNALS = {"image": "chelsea-128.png", "audio": "speech-16k.wav"}
 COLOURS = {"lattice": (200, 30, 30), "siren": (30, 90, 200), "finer": (40, 160, 60), "ffn": (150, 60, 170),
-           "hashgrid": (230, 140, 20), "lattice-4L": (120, 20, 20)}
+           "hashgrid": (230, 140, 20), "lattice-4L": (120, 20, 20), "lattice-2L": (240, 120, 120)}
 #: Fractions of the budget at which an SDF model is snapshotted for its Chamfer curve.
 SDF_MARKS = (0.125, 0.25, 0.5, 1.0)
 
@@ -122,12 +123,12 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
     base = "lattice" if architecture in VARIANTS else architecture
     config = plan_model(signal, signal_type, ModelOptions(architecture=base, params=params, **overrides))
     model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
-    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), signal,
-                             signal_type, config)
+    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None).for_model(config),
+                             signal, signal_type, config)  # lr None: inrkit's default for this model
     sampler = host.sampler(train_config.sampler)
     snapshots = Snapshots([f * seconds * 0.999 for f in SDF_MARKS]) if kind == "sdf" else None
     result = fit(model, signal, train_config, host.loss(signal_type.defaults.loss).fn, sampler.make, hook=snapshots)
-    out = {"architecture": architecture, "lr": lr, "params": stored_parameter_count(result.model), "budget": params,
+    out = {"architecture": architecture, "lr": train_config.lr, "params": stored_parameter_count(result.model), "budget": params,
            "steps": result.steps, "seconds": result.seconds, "steps_per_s": result.steps / max(result.seconds, 1e-9),
            "width": config.width, "hidden_layers": config.hidden_layers}
     if kind == "sdf":
@@ -276,7 +277,7 @@ def _packed_cell(run: dict) -> str:
 
 def _colour_name(architecture: str) -> str:
     return {"lattice": "red", "siren": "blue", "finer": "green", "ffn": "purple", "hashgrid": "orange",
-            "lattice-4L": "dark red"}[architecture]
+            "lattice-4L": "dark red", "lattice-2L": "pink"}[architecture]
 
 
 def report(data: dict, out: Path) -> None:

@@ -21,7 +21,16 @@ from typing import Annotated, Any, Optional
 import typer
 
 from inrkit import __version__
-from inrkit.config import FIT_STEPS, LR_DECAY_DIVISOR, PRUNE_L1, PRUNE_STEPS, ModelOptions, TrainConfig
+from inrkit.config import (
+    DEEP_LATTICE_LR,
+    DEFAULT_LR,
+    FIT_STEPS,
+    LR_DECAY_DIVISOR,
+    PRUNE_L1,
+    PRUNE_STEPS,
+    ModelOptions,
+    TrainConfig,
+)
 
 app = typer.Typer(
     name="inrkit",
@@ -133,7 +142,7 @@ def fit(
     params: Annotated[Optional[int], typer.Option(help="Largest number of stored parameters (frozen frequencies included); widths follow.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Hidden width n (with --input-frequencies; overrides --params).")] = None,
     input_frequencies: Annotated[Optional[int], typer.Option(help="Number m of input (lattice) frequencies.")] = None,
-    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers (lattice: 2 for images and other 2-D signals, else 1, and 1 with pruning; siren, finer, ffn: 3; hashgrid: 2, as in their papers).")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers (lattice: 4 for images and other 2-D signals, else 1, and 1 with pruning; siren, finer, ffn: 3; hashgrid: 2, as in their papers).")] = None,
     input_ratio: Annotated[Optional[float], typer.Option(help="m / n when widths follow from --params (default 1 with one hidden layer, 1.5 with more).")] = None,
     architecture: Annotated[str, typer.Option(help="lattice (the method), or a baseline at the same --params with its paper's settings: uniform; siren (Sitzmann et al., NeurIPS 2020); finer (Liu et al., CVPR 2024); ffn, Gaussian Fourier features + ReLU MLP (Tancik et al., NeurIPS 2020); hashgrid, multiresolution hash encoding + tiny MLP (Mueller et al., SIGGRAPH 2022).")] = _MODEL.architecture,
     bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B: one for all axes, one per axis (40,40,8), or 'auto' (from the signal's spectrum and the model size); default: the signal type's.")] = None,
@@ -146,7 +155,7 @@ def fit(
     steps: Annotated[Optional[int], typer.Option(help=f"Stop after this many steps (default {FIT_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
     target_psnr: Annotated[Optional[float], typer.Option(help="Stop when the training PSNR reaches this many dB.")] = None,
-    lr: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = _TRAIN.lr,
+    lr: Annotated[Optional[float], typer.Option(help=f"Initial Adam learning rate (default {DEFAULT_LR:g}; {DEEP_LATTICE_LR:g} for a lattice model with more than two hidden layers, the image default).")] = None,
     lr_final: Annotated[Optional[float], typer.Option(help=f"Learning rate at the end of the budget (geometric decay; default lr/{LR_DECAY_DIVISOR}).")] = None,
     beta2: Annotated[float, typer.Option(help="Adam's second-moment decay (PyTorch's default is 0.999).")] = _TRAIN.beta2,
     phase_lr_scale: Annotated[float, typer.Option(help="Learning-rate multiplier of the input phases.")] = _TRAIN.phase_lr_scale,
@@ -352,7 +361,7 @@ def prune_command(
     steps: Annotated[Optional[int], typer.Option(help=f"Fine-tuning steps over all rounds (default {PRUNE_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Fine-tuning seconds over all rounds.")] = None,
     rounds: Annotated[int, typer.Option(help="Equal geometric cuts to reach the target, each fine-tuned (one cut measured best).")] = 1,
-    lr: Annotated[float, typer.Option(help="Adam learning rate at the start of fine-tuning.")] = _TRAIN.lr,
+    lr: Annotated[Optional[float], typer.Option(help=f"Adam learning rate at the start of fine-tuning (default {DEFAULT_LR:g}).")] = None,
     lr_final: Annotated[Optional[float], typer.Option(help=f"Learning rate at the end (default lr/{LR_DECAY_DIVISOR}).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="The signal file, if it moved since the fit.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = _TRAIN.device,

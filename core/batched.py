@@ -286,7 +286,7 @@ def train_batched(jobs: list[Any], progress: Callable[[float, int, float], None]
         Ctrl-C: nothing is kept of the group.
     """
     first = jobs[0]
-    config, device, hook = first.train_config, first.device, first.host.pm.hook
+    config, device, hook = first.train_config.for_model(first.model.config), first.device, first.host.pm.hook
     members = [_member(job) for job in jobs]
     stack = _Stack.of([job.model for job in jobs], device)
     optimizer = Adam([(t, config.phase_lr_scale if phase else 1.0) for t, phase in stack.parameters()],

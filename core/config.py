@@ -9,7 +9,7 @@ Both validate on construction and round-trip through plain JSON dicts.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from inrkit.errors import ConfigError
@@ -42,6 +42,12 @@ PRUNE_STEPS = 1000
 PRUNE_L1 = 1e-7
 #: The learning rate decays geometrically to ``lr / LR_DECAY_DIVISOR`` over the budget unless ``lr_final`` is given.
 LR_DECAY_DIVISOR = 10
+#: Initial learning rate when none is given (:func:`default_lr`): every model but a deep lattice one.
+DEFAULT_LR = 2e-3
+#: Initial learning rate of a lattice (or uniform) model with more than two bounded hidden layers when none is
+#: given. With four layers, 2e-3 lost 1.5-4.2 dB against 1e-3 on four of five photos after 20 s (camera gained
+#: 1.1 dB); with two layers the two rates are within 0.15 dB (benchmarks/README.md, "Peers").
+DEEP_LATTICE_LR = 1e-3
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
@@ -227,7 +233,8 @@ class TrainConfig:
     target_psnr:
         Stop as soon as the training PSNR (dB) reaches this value.
     lr:
-        Initial Adam learning rate.
+        Initial Adam learning rate. None: the model's default (:func:`default_lr`), set by
+        :meth:`for_model`, which :func:`inrkit.train.fit` applies.
     lr_final:
         Learning rate at the end of the budget; the rate decays
         geometrically from ``lr`` to ``lr_final`` with the progress
@@ -259,7 +266,7 @@ class TrainConfig:
     steps: int | None = None
     max_seconds: float | None = None
     target_psnr: float | None = None
-    lr: float = 2e-3
+    lr: float | None = None
     lr_final: float | None = None
     batch_size: int | None = None
     sampler: str | None = "full"
@@ -281,8 +288,10 @@ class TrainConfig:
             _positive_float("max seconds", self.max_seconds)
         if self.target_psnr is not None:
             _positive_float("target PSNR", self.target_psnr)
-        _positive_float("learning rate", self.lr)
-        _positive_float("final learning rate", self.lr_final)
+        if self.lr is not None:
+            _positive_float("learning rate", self.lr)
+        if self.lr_final is not None:
+            _positive_float("final learning rate", self.lr_final)
         _positive_float("loss weight", self.loss_weight, allow_zero=True)
         if not (isinstance(self.beta2, (int, float)) and 0.0 < self.beta2 < 1.0):
             raise ConfigError(f"Adam beta2 must be in (0, 1), e.g. 0.99 or 0.999, got {self.beta2!r}")
@@ -296,6 +305,13 @@ class TrainConfig:
         """Plain JSON-serialisable dict."""
         return asdict(self)
 
+    def for_model(self, model_config: ModelConfig | None) -> TrainConfig:
+        """This config with the learning rate the model gets by default when ``lr`` is None (else itself)."""
+        if self.lr is not None:
+            return self
+        lr = default_lr(model_config)
+        return replace(self, lr=lr, lr_final=self.lr_final if self.lr_final is not None else lr / LR_DECAY_DIVISOR)
+
     @classmethod
     def with_budget(cls, default_steps: int, **settings: Any) -> TrainConfig:
         """A config whose budget is ``default_steps`` steps when ``settings`` set no stopping rule.
@@ -306,6 +322,14 @@ class TrainConfig:
         if not {"steps", "max_seconds", "target_psnr"} & set(settings):
             settings["steps"] = default_steps
         return cls(**settings)
+
+
+def default_lr(model_config: ModelConfig | None) -> float:
+    """The initial learning rate of a model when the user gives none: :data:`DEEP_LATTICE_LR` for a lattice or
+    uniform model with more than two hidden layers, else :data:`DEFAULT_LR`."""
+    deep = model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES \
+        and model_config.hidden_layers > 2
+    return DEEP_LATTICE_LR if deep else DEFAULT_LR
 
 
 @dataclass
@@ -371,10 +395,11 @@ SIREN_HIDDEN_LAYERS = 3
 #: layer), FFN 3 ReLU layers (its "4-layer" MLP counts the output), hashgrid 2 (Instant-NGP's tiny MLP).
 DEFAULT_HIDDEN_LAYERS = {"siren": SIREN_HIDDEN_LAYERS, "finer": 3, "ffn": 3, "hashgrid": 2}
 #: Bounded hidden layers of the lattice (and uniform) model when none are given, by the signal's number of
-#: dimensions; dimensions not listed get 1. Measured by ``benchmarks/levers.py`` at a quarter of the sample
-#: values in parameters (benchmarks/README.md, "Levers"): on photos (2-D) a second layer gained 0.2-3.0 dB
-#: PSNR at equal steps; on audio (1-D) it lost 1-10 dB SNR.
-LATTICE_HIDDEN_LAYERS: dict[int, int] = {2: 2}
+#: dimensions; dimensions not listed get 1. Measured at a quarter of the sample values in parameters
+#: (benchmarks/README.md, "Levers" and "Peers"): on photos (2-D) a second layer gained 0.2-3.0 dB PSNR at equal
+#: steps, and four layers (at :data:`DEEP_LATTICE_LR`) gained another -0.1 to +2.3 dB over two at 60 s on six
+#: photos (``benchmarks/peers.py --archs lattice-4L lattice-2L``); on audio (1-D) a second layer lost 1-10 dB SNR.
+LATTICE_HIDDEN_LAYERS: dict[int, int] = {2: 4}
 #: ``m / n`` of a lattice model with more than one hidden layer when ``--input-ratio`` is not given (one layer:
 #: ``inrkit.sizing.DEFAULT_INPUT_RATIO``). With two layers, 1.5 beat 1.0 on all four photos at equal steps
 #: (+0.1 to +0.8 dB) and 0.7 lost; with one layer 1.0 stays (2.0 and 0.5 lost on photos and audio).

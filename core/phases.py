@@ -276,6 +276,7 @@ def pruned_fit(model: torch.nn.Module, signal: Signal, config: TrainConfig, loss
     lattice_model(model)
     if config.steps is None and config.max_seconds is None:
         config = replace(config, steps=2000)
+    config = config.for_model(getattr(model, "config", None))  # lr None: the model's default
     if options.l1 and options.l1_schedule == "ramp" and config.steps is None:
         raise ConfigError("--l1-schedule ramp needs a --steps budget (it ramps over the first half of the steps)")
     penalised = with_l1(loss, options.l1, options.l1_schedule, config.steps)

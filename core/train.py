@@ -1,10 +1,8 @@
 """The training loop.
 
-:func:`fit` trains any model ``[B, d] -> [B, channels]`` on a
-:class:`~inrkit.signal.Signal` with Adam, stopping at whichever comes first
-of a step count, a wall-clock budget and a target PSNR. It calls the
-observer hooks (``inrkit_fit_start``, ``inrkit_step_end``, ``inrkit_fit_end``)
-and never prints.
+:func:`fit` trains any model ``[B, d] -> [B, channels]`` on a :class:`~inrkit.signal.Signal` with Adam,
+stopping at whichever comes first of a step count, a wall-clock budget and a target PSNR. It calls the
+observer hooks (``inrkit_fit_start``, ``inrkit_step_end``, ``inrkit_fit_end``) and never prints.
 
 Rollbacks after divergence, continuing from a saved state, the CUDA
 out-of-memory fallback: :mod:`inrkit.recovery`.
@@ -328,6 +326,7 @@ def fit(
     InrkitError
         When training diverges too often or runs out of CUDA memory (:mod:`inrkit.recovery`).
     """
+    config = config.for_model(getattr(model, "config", None))  # lr None: the model's default learning rate
     device = device or resolve_device(config.device)
     if start is not None:
         model.load_state_dict(start.model)

@@ -1,10 +1,11 @@
-"""The lattice model's default depth and m:n by the signal's dimension (config.LATTICE_HIDDEN_LAYERS, DEEP_INPUT_RATIO)."""
+"""The lattice model's default depth, m:n and learning rate (config.LATTICE_HIDDEN_LAYERS, DEEP_INPUT_RATIO,
+default_lr)."""
 
 import math
 
 import pytest
 import torch
-from inrkit.config import DEEP_INPUT_RATIO, ModelOptions
+from inrkit.config import DEEP_INPUT_RATIO, DEEP_LATTICE_LR, DEFAULT_LR, ModelOptions, TrainConfig, default_lr
 from inrkit.errors import ConfigError
 from inrkit.planning import plan_model
 from inrkit.plugin_types import SignalType
@@ -19,13 +20,27 @@ def grid(shape, channels=1):
     return Signal.from_grid(values, shape)
 
 
-def test_images_get_two_hidden_layers_with_more_inputs_than_neurons():
+def test_images_get_four_hidden_layers_with_more_inputs_than_neurons():
     signal = grid((64, 64), 3)
     config = plan_model(signal, KIND, ModelOptions(params=6000))
-    assert config.hidden_layers == 2
+    assert config.hidden_layers == 4
     assert config.input_frequencies == round(DEEP_INPUT_RATIO * config.width)
-    count = stored_count("lattice", 2, 3, config.input_frequencies, config.width, 2)
-    assert count <= 6000 < stored_count("lattice", 2, 3, round(1.5 * (config.width + 1)), config.width + 1, 2)
+    count = stored_count("lattice", 2, 3, config.input_frequencies, config.width, 4)
+    assert count <= 6000 < stored_count("lattice", 2, 3, round(1.5 * (config.width + 1)), config.width + 1, 4)
+
+
+def test_the_default_learning_rate_follows_the_depth_and_an_explicit_one_wins():
+    image = plan_model(grid((64, 64), 3), KIND, ModelOptions(params=6000))
+    two = plan_model(grid((64, 64), 3), KIND, ModelOptions(params=6000, hidden_layers=2))
+    audio = plan_model(grid((4000,)), KIND, ModelOptions(params=3000, bandlimit=400))
+    siren = plan_model(grid((64, 64)), KIND, ModelOptions(params=4000, architecture="siren"))
+    assert (default_lr(image), default_lr(two), default_lr(audio), default_lr(siren), default_lr(None)) == \
+        (DEEP_LATTICE_LR, DEFAULT_LR, DEFAULT_LR, DEFAULT_LR, DEFAULT_LR)
+    resolved = TrainConfig(steps=10).for_model(image)
+    assert (resolved.lr, resolved.lr_final) == (DEEP_LATTICE_LR, DEEP_LATTICE_LR / 10)
+    assert TrainConfig(steps=10, lr_final=1e-5).for_model(image).lr_final == 1e-5
+    mine = TrainConfig(steps=10, lr=5e-3)
+    assert mine.for_model(image) is mine and mine.lr_final == 5e-4
 
 
 @pytest.mark.parametrize("shape, bandlimit", [((4000,), 400), ((24, 24, 24), 6)])
@@ -39,7 +54,7 @@ def test_explicit_choices_win():
     one = plan_model(signal, KIND, ModelOptions(params=4000, hidden_layers=1))
     assert one.hidden_layers == 1 and one.input_frequencies == one.width
     ratio = plan_model(signal, KIND, ModelOptions(params=4000, input_ratio=1.0))
-    assert ratio.hidden_layers == 2 and ratio.input_frequencies == ratio.width
+    assert ratio.hidden_layers == 4 and ratio.input_frequencies == ratio.width
     siren = plan_model(signal, KIND, ModelOptions(params=4000, architecture="siren"))
     assert siren.hidden_layers == 3
 
@@ -48,3 +63,17 @@ def test_explicit_choices_win():
 def test_bad_ratio_is_refused(ratio):
     with pytest.raises(ConfigError, match="--input-ratio must be a positive number"):
         plan_model(grid((32, 32)), KIND, ModelOptions(params=2000, input_ratio=ratio))
+
+
+def test_fit_starts_at_the_models_default_rate_unless_told():
+    from inrkit.host import get_host
+    from inrkit.model import build_model
+    from inrkit.train import fit
+
+    signal = grid((16, 16))
+    host = get_host()
+    for layers, lr, expected in ((4, None, DEEP_LATTICE_LR), (1, None, DEFAULT_LR), (4, 3e-3, 3e-3)):
+        config = plan_model(signal, KIND, ModelOptions(params=900, hidden_layers=layers, bandlimit=4))
+        result = fit(build_model(config), signal, TrainConfig(steps=2, lr=lr, device="cpu"), host.loss("mse").fn,
+                     host.sampler("full").make)
+        assert result.curve[0]["lr"] == expected

@@ -199,7 +199,7 @@ def test_a_pruned_fit_looks_like_one_fit_to_observers():
 
     host = get_host()
     signal, signal_type = load_signal(DATASETS / "camera-128.png", None, host)
-    model = build_model(plan_model(signal, signal_type, ModelOptions(params=3000)))
+    model = build_model(plan_model(signal, signal_type, ModelOptions(params=3000, hidden_layers=2)))
 
     class Spy:
         def __init__(self):
@@ -307,7 +307,7 @@ def test_deep_models_refuse_an_unreachable_target():
 
 def test_prune_keeps_the_runs_holdout_split(tmp_path):
     run = tmp_path / "run"
-    assert runner.invoke(app, ["fit", str(DATASETS / "camera-128.png"), "-o", str(run), "--steps", "20", "--params", "3000",
+    assert runner.invoke(app, ["fit", str(DATASETS / "camera-128.png"), "-o", str(run), "--steps", "20", "--params", "3000", "--hidden-layers", "2",
                                "--holdout", "0.2", "--seed", "3", "--quiet"]).exit_code == 0
     small = tmp_path / "small"
     result = runner.invoke(app, ["prune", str(run), "--target-params", "1500", "--steps", "10", "-o", str(small), "--quiet"])
