@@ -254,7 +254,7 @@ def first_seconds(curve: list, level: float, higher: bool) -> float | None:
     return None
 
 
-def plot(name: str, entry: dict, out_dir: Path) -> str:
+def plot(name: str, entry: dict, out_dir: Path, prefix: str = "peers") -> str:
     from inrkit.plots import line_chart
 
     runs = entry["runs"]
@@ -263,7 +263,7 @@ def plot(name: str, entry: dict, out_dir: Path) -> str:
     what = {"image": "PSNR (dB)", "audio": "SNR (dB)", "sdf": "Chamfer (% of diagonal, lower is better)"}[entry["kind"]]
     title = f"{name}: {what} vs training seconds. " + ", ".join(f"{a} {_colour_name(a)}" for a in runs)
     image = line_chart(series, title, "training seconds", log_y=False, size=(820, 340))
-    path = out_dir / f"peers_{Path(name).stem}.png"
+    path = out_dir / f"{prefix}_{Path(name).stem}.png"
     image.save(path)
     return path.name
 
@@ -283,6 +283,8 @@ def _colour_name(architecture: str) -> str:
 def report(data: dict, out: Path) -> None:
     lines = ["# Peers: inrkit's default against SIREN, FINER, FFN and a hash grid (`benchmarks/peers.py`)", "",
              f"Machine: {data.get('machine', '?')}; torch {torch.__version__}.", ""]
+    if data.get("note"):
+        lines += [data["note"], ""]
     for part in data.get("parts", []):
         lines.append(f"* part `{part['part']}` ({', '.join(part['signals'])}): started {part['started']}, load average "
                      f"before {part['load_before']}, after {part['load_after']}")
@@ -328,7 +330,8 @@ def report(data: dict, out: Path) -> None:
                 gap = runs[variant]["quality"] - peers[best]
                 variants.setdefault(variant, []).append(gap if higher else -gap)
                 lines.append(f"{variant} (not the default) minus the best peer ({best}): {gap:+.2f} {unit.split()[-1]}")
-        lines.append(f"\n![{name}]({plot(name, entry, out.parent)})")
+        prefix = "peers" if out.stem == "peers_cpu" else out.stem  # each run's own pictures
+        lines.append(f"\n![{name}]({plot(name, entry, out.parent, prefix)})")
     if summary["image"]:
         leads = [s[1] for s in summary["image"]]
         lines += ["", "## Summary", "",
@@ -355,10 +358,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sweep-seconds", type=float, default=10.0)
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from the JSON")
+    parser.add_argument("--sweep-from", type=Path, default=ROOT / "benchmarks" / "results" / "peers_cpu.json",
+                        help="JSON whose learning-rate sweep a new --out uses (without --part sweep)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "peers_cpu.md")
     args = parser.parse_args()
     json_path = args.out.with_suffix(".json")
     data = load(json_path)
+    if not data["sweep"] and args.sweep_from.exists() and args.sweep_from != json_path and "sweep" not in (args.part or []):
+        # A new --out reuses the learning rates chosen by an earlier sweep (else every peer gets its paper's rate).
+        earlier = load(args.sweep_from)
+        data["sweep"] = earlier["sweep"]
+        data["parts"] += [part for part in earlier["parts"] if part["part"] == "sweep"]
+        print(f"learning rates from the sweep in {args.sweep_from}")
     data["machine"] = machine("cpu")
     if args.part is not None:
         parts = ("sweep", "photos", "audio", "sdf") if "all" in args.part else args.part

@@ -1,0 +1,105 @@
+"""Depth and learning rate of the lattice model on photos, short budgets (issue 16; the scan behind the
+image default of four hidden layers at lr 1e-3).
+
+Each contender is ``architecture|lr|{ModelOptions as JSON}``; every one is built by the CLI's planner at a
+quarter of the photo's sample values in parameters (or ``"params"`` in the JSON) and trained by the CLI's
+trainer for ``--seconds``. Besides the PSNR on the photo's own pixels it reports the PSNR *between* them:
+the model evaluated on a 2x finer grid against the 256x256 version of the same photo (``datasets/*-256.png``,
+made from the same source and crop), with a Lanczos 2x upsampling of the 128x128 pixels as the reference a
+model must beat to add anything between samples.
+
+    python benchmarks/depth_lr.py --seconds 20 --photos camera-128.png chelsea-128.png \\
+        --contenders 'lattice|0.002|{"hidden_layers": 2}' 'lattice|0.001|{"hidden_layers": 4}' 'siren|0.002|{}'
+
+Prints one JSON line per fit and a Markdown table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from common import ROOT
+
+from inrkit.config import ModelOptions, TrainConfig
+from inrkit.host import get_host
+from inrkit.metrics import psnr
+from inrkit.model import build_model, stored_parameter_count
+from inrkit.pipeline import _batching, load_signal, plan_model
+from inrkit.train import evaluate
+
+
+def between_pixels(model, name: str) -> tuple[float, float] | None:
+    """(model PSNR, Lanczos PSNR) on the 2x grid against the 256x256 photo, 2 pixels of border left out."""
+    finer = ROOT / "datasets" / name.replace("-128", "-256")
+    if not finer.exists():
+        return None
+    truth = np.asarray(Image.open(finer), dtype=np.float64) / 255.0
+    truth = truth[..., None] if truth.ndim == 2 else truth
+    # Pixel i of 128 sits at x = -1 + 2 i / 127 (grid_coordinates); pixel k of 256 covers the same photo area,
+    # its centre at 128-pixel position k / 2 - 0.25, i.e. x = -1 + (k - 0.5) / 127.
+    axis = -1 + (torch.arange(256, dtype=torch.float32) - 0.5) / 127
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+    values = evaluate(model, torch.stack([rows.reshape(-1), cols.reshape(-1)], 1)).double().numpy()
+    values = np.clip((values.reshape(256, 256, -1) + 1) / 2, 0, 1)  # the image plugin maps [0, 1] to [-1, 1]
+    small = Image.open(ROOT / "datasets" / name)
+    lanczos = np.asarray(small.resize((256, 256), Image.Resampling.LANCZOS), dtype=np.float64) / 255.0
+    lanczos = lanczos[..., None] if lanczos.ndim == 2 else lanczos
+    inner = (slice(2, -2), slice(2, -2))
+    return tuple(10 * math.log10(1 / float(((x - truth)[inner] ** 2).mean())) for x in (values, lanczos))
+
+
+def run(name: str, architecture: str, lr: float, seconds: float, options: dict) -> dict:
+    host = get_host()
+    signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
+    params = options.pop("params", signal.samples * signal.channels // 4)
+    config = plan_model(signal, signal_type, ModelOptions(architecture=architecture, params=params, **options))
+    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), signal,
+                             signal_type, config)
+    from inrkit.train import fit
+
+    result = fit(build_model(config, signal), signal, train_config, host.loss(signal_type.defaults.loss).fn,
+                 host.sampler(train_config.sampler).make)
+    out = {"photo": name, "architecture": architecture, "lr": lr, "options": options,
+           "hidden_layers": config.hidden_layers, "m": config.input_frequencies, "n": config.width,
+           "params": stored_parameter_count(result.model), "steps": result.steps,
+           "steps_per_s": result.steps / max(result.seconds, 1e-9),
+           "psnr": psnr(evaluate(result.model, signal.coordinates()), signal.values, signal.data_range)}
+    between = between_pixels(result.model, name)
+    if between is not None:
+        out["psnr_2x"], out["lanczos_2x"] = between
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--photos", nargs="+", default=["camera-128.png", "chelsea-128.png"])
+    parser.add_argument("--contenders", nargs="+",
+                        default=['lattice|0.002|{"hidden_layers": 2}', 'lattice|0.001|{"hidden_layers": 4}',
+                                 'siren|0.002|{}'])
+    args = parser.parse_args()
+    rows = []
+    for name in args.photos:
+        for spec in args.contenders:
+            architecture, lr, options = spec.split("|")
+            row = run(name, architecture, float(lr), args.seconds, json.loads(options))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print(f"\n| photo | contender | layers, m, n | params | steps (steps/s) | PSNR dB, {args.seconds:g} s | "
+          "PSNR between pixels (2x) | Lanczos 2x |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        label = f"{r['architecture']} lr {r['lr']:g} {json.dumps(r['options']) if r['options'] else ''}".strip()
+        print(f"| {r['photo']} | {label} | {r['hidden_layers']}, {r['m']}, {r['n']} | {r['params']:,} | "
+              f"{r['steps']} ({r['steps_per_s']:.0f}/s) | {r['psnr']:.2f} | {r.get('psnr_2x', float('nan')):.2f} | "
+              f"{r.get('lanczos_2x', float('nan')):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
