@@ -107,7 +107,12 @@ def interpolate(rates: np.ndarray, values: np.ndarray, at: float) -> float | Non
 
 
 def crossings(mine: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> list[float]:
-    """Rates where the two curves cross, within the rates both cover (log-rate linear interpolation)."""
+    """Rates where the two curves cross, within the rates both cover (log-rate linear interpolation).
+
+    A curve with no finite point (a lossless codec's infinite SNR) crosses nothing.
+    """
+    if len(mine[0]) == 0 or len(other[0]) == 0:
+        return []
     low, high = max(mine[0].min(), other[0].min()), min(mine[0].max(), other[0].max())
     if low >= high:
         return []

@@ -40,6 +40,18 @@ def test_crossing_of_two_lines_in_log_rate_is_found_where_algebra_puts_it():
     assert at["1.5"]["rate"] == 1.0 and at["1.5"]["difference"] == pytest.approx(6.0)
 
 
+def test_a_lossless_codec_with_infinite_snr_is_compared_without_failing():
+    """FLAC of a signal on the 16-bit grid measures SNR inf: its envelope is empty, and nothing crosses it."""
+    rates = np.array([8.0, 16.0, 32.0])
+    rows = [row("inrkit", r, v) for r, v in zip(rates, (10.0, 14.0, 17.0))] + \
+        [row("FLAC", 256.0, math.inf), row("Ogg Vorbis", 16.0, 12.0), row("Ogg Vorbis", 32.0, 20.0)]
+    assert len(curves(rows)["FLAC"][0]) == 0 and crossings(curves(rows)["inrkit"], curves(rows)["FLAC"]) == []
+    result = comparison(rows, (16.0, 32.0))
+    assert result["FLAC"]["at"]["16"]["difference"] is None and result["FLAC"]["crossings"] == []
+    assert result["Ogg Vorbis"]["at"]["16"]["difference"] == pytest.approx(2.0)
+    assert result["Ogg Vorbis"]["at"]["32"]["difference"] == pytest.approx(-3.0)
+
+
 def test_image_rows_measure_both_sides_on_8_bit_pixels():
     rng = np.random.default_rng(0)
     pixels = (rng.random((32, 40, 3)) * 255).astype(np.uint8)
