@@ -38,7 +38,7 @@ def _row(method: str, setting: str, size: int, seconds: float, decoded, target) 
 def _encoded(samples: np.ndarray, rate: int, fmt: str, subtype: str, **options) -> tuple[int, np.ndarray]:
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format=fmt, subtype=subtype, **options)
-    size = buffer.tell()
+    size = len(buffer.getvalue())  # not tell(): FLAC seeks back to rewrite its header, tell() then says 18
     buffer.seek(0)
     decoded, _ = soundfile.read(buffer, dtype="float64", always_2d=True)
     return size, decoded

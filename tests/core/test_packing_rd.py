@@ -72,7 +72,7 @@ def test_image_rows_measure_both_sides_on_8_bit_pixels():
     assert jpeg["metrics"]["psnr"] == pytest.approx(10 * math.log10(255 ** 2 / np.mean((decoded - pixels) ** 2)))
 
 
-def test_audio_rows_include_lossless_flac_and_vorbis():
+def test_audio_rows_include_lossless_flac_and_vorbis(tmp_path):
     t = torch.arange(8000, dtype=torch.float64) / 8000
     values = (0.5 * torch.sin(2 * math.pi * 440 * t)).float().reshape(-1, 1)
     values = torch.round(values * 32767) / 32767  # on the 16-bit grid, so FLAC is exact
@@ -80,6 +80,11 @@ def test_audio_rows_include_lossless_flac_and_vorbis():
     rows = measure(signal, type("T", (), {"name": "audio"})(), [("test", 1000, values)], get_host())
     flac = next(r for r in rows if r["method"] == "FLAC")
     assert flac["metrics"]["snr"] > 80
+    import soundfile
+
+    on_disk = tmp_path / "same.flac"  # the size of the same FLAC written to a file by libsndfile
+    soundfile.write(on_disk, values.double().numpy(), 8000, format="FLAC", subtype="PCM_16")
+    assert flac["bytes"] == on_disk.stat().st_size > 1000
     ours = next(r for r in rows if r["method"] == "inrkit")
     assert ours["rate"] == pytest.approx(1000 * 8 / 1.0 / 1000) and ours["metrics"]["snr"] > 80
     vorbis = [r for r in rows if r["method"] == "Ogg Vorbis"]
