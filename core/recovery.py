@@ -139,7 +139,7 @@ class Rollbacks:
             return f"the loss is {loss_value}"
         if self.first == math.inf:
             self.first = loss_value
-        reference = max(self.best, self.first * MEMORISED_RATIO) if math.isfinite(self.first) else self.best
+        reference = max(self.best, self.first * MEMORISED_RATIO)  # inf until a best exists: no rule yet
         if 0 < reference < math.inf and loss_value > EXPLOSION_FACTOR * reference:
             return (f"the loss jumped to {loss_value:.3g}, more than {EXPLOSION_FACTOR:g} x the best so far "
                     f"({self.best:.3g})")
