@@ -38,12 +38,12 @@ def _rasterise(pixels: np.ndarray, depth: np.ndarray, colours: np.ndarray, side:
     """
     image = np.full((side * side, 3), 255, dtype=np.uint8)
     best = np.full(side * side, -np.inf)
-    low = np.clip(np.floor(pixels.min(axis=1) - 0.5), 0, side - 1).astype(np.int64)
-    high = np.clip(np.ceil(pixels.max(axis=1) - 0.5), 0, side - 1).astype(np.int64)
+    # Pixel (i, j) has its centre at (i + 0.5, j + 0.5): the pixels whose centres the bounding box holds.
+    low = np.clip(np.ceil(pixels.min(axis=1) - 0.5), 0, side - 1).astype(np.int64)
+    high = np.clip(np.floor(pixels.max(axis=1) - 0.5), -1, side - 1).astype(np.int64)
     a, b, c = pixels[:, 0], pixels[:, 1], pixels[:, 2]
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    keep = (np.abs(area) > 1e-12) & (pixels.max(axis=1) >= 0).all(axis=1) & (pixels.min(axis=1) <= side).all(axis=1)
-    keep = np.flatnonzero(keep)
+    keep = np.flatnonzero((np.abs(area) > 1e-12) & (high >= low).all(axis=1))
     width, height = (high - low + 1)[keep, 0], (high - low + 1)[keep, 1]
     counts = width * height
     chunk_pairs, start = 1 << 22, 0
@@ -63,14 +63,9 @@ def _rasterise(pixels: np.ndarray, depth: np.ndarray, colours: np.ndarray, side:
         inside = (w_a >= -1e-9) & (w_b >= -1e-9) & (w_c >= -1e-9)
         z = (w_a * depth[index, 0] + w_b * depth[index, 1] + w_c * depth[index, 2])[inside]
         where, index = (py * side + px)[inside], index[inside]
-        order = np.lexsort((-z, where))  # per pixel, nearest first
-        where, z, index = where[order], z[order], index[order]
-        first = np.ones(len(where), dtype=bool)
-        first[1:] = where[1:] != where[:-1]
-        where, z, index = where[first], z[first], index[first]
-        nearer = z > best[where]
-        best[where[nearer]] = z[nearer]
-        image[where[nearer]] = colours[index[nearer]]
+        np.maximum.at(best, where, z)  # the depth buffer: the nearest depth so far at each pixel
+        nearest = z >= best[where]
+        image[where[nearest]] = colours[index[nearest]]
         start = stop
     return image.reshape(side, side, 3)
 
