@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,13 @@ def steps_per_second(out: Path, names: list[str]) -> float:
     return steps / seconds if seconds else float("nan")
 
 
+def child_cpu_seconds() -> float:
+    """User plus system CPU seconds of every finished child process so far (the contenders' processes, their
+    pools' workers; Ray's daemons are not children of this process and are not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def uptime() -> str:
     try:
         return Path("/proc/loadavg").read_text().split(" ")[:3].__str__()
@@ -142,12 +150,15 @@ def main() -> None:
         rows, load = {}, {"before": uptime()}
         for contender in contenders:
             out = scratch / f"out-{contender}"
+            cpu = child_cpu_seconds()
             if contender == "process":
                 wall = per_process(signals, out, options)
             else:
                 wall = fit_many(inputs, out, options, executors[contender])
+            cpu = child_cpu_seconds() - cpu
             rows[contender] = {"wall_s": wall, "signals_per_minute": 60 * len(names) / wall,
-                               "psnr": psnrs(out, names), "model_steps_per_s": steps_per_second(out, names)}
+                               "psnr": psnrs(out, names), "model_steps_per_s": steps_per_second(out, names),
+                               "cpu_s_per_signal": None if contender == "ray" else cpu / len(names)}
             load[contender] = uptime()
             print(f"{contender}: {wall:.1f} s, {rows[contender]['signals_per_minute']:.1f} signals/min", flush=True)
         report(args, rows, names, steps, load, options)
@@ -164,19 +175,28 @@ def report(args, rows: dict, names: list[str], steps: int, load: dict, options: 
               f"{torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Options: "
               f"`{' '.join(options)}`. Load average (1/5/15 min) before and after each contender: {load}."), "",
              ("| contender | wall s | signals / minute | x per-process | model-steps / s (training) | "
-              "max abs PSNR diff vs single fit (dB) | mean PSNR (dB) |"), "|---|---|---|---|---|---|---|"]
+              "max abs PSNR diff vs single fit (dB) | mean PSNR (dB) | CPU s / signal | ceiling x per-process |"),
+             "|---|---|---|---|---|---|---|---|---|"]
+    cores = os.cpu_count() or 1
     for contender, row in rows.items():
         ratio = f"{row['signals_per_minute'] / base['signals_per_minute']:.2f}x" if base else "-"
         diff = max(abs(row["psnr"][n] - base["psnr"][n]) for n in names) if base else float("nan")
         mean = sum(row["psnr"].values()) / len(names)
+        cpu = row.get("cpu_s_per_signal")
+        # The most any executor doing this contender's CPU work could gain: all cores busy all the time.
+        ceiling = f"{base['wall_s'] / (cpu * len(names) / cores):.2f}x" if base and cpu else "-"
         lines.append(f"| {contender} | {row['wall_s']:.1f} | {row['signals_per_minute']:.1f} | {ratio} | "
-                     f"{row['model_steps_per_s']:.0f} | {diff:.4f} | {mean:.2f} |")
+                     f"{row['model_steps_per_s']:.0f} | {diff:.4f} | {mean:.2f} | "
+                     f"{f'{cpu:.2f}' if cpu else '-'} | {ceiling} |")
     lines += ["", ("process: one `inrkit fit` process per signal, one after the other; local: `fit-many` as shipped, "
                    "the default: on a CPU a pool of one process per core (two here), one thread each, groups batched "
                    "up to the CPU's cache limit (single fits for 64x64 photos); batched: `fit-many --workers 1 "
                    "--group-size N`, one process, every same-shape signal in one batched computation (torch's default "
                    "threads); pool: `--workers 2`; ray: `fit-many --executor ray` on a local Ray cluster it starts "
-                   "(2 CPUs, one task per CPU, groups batched as local).")]
+                   "(2 CPUs, one task per CPU, groups batched as local). CPU s / signal: user plus system seconds of the "
+                   "contender's processes per signal (Ray's daemons are not counted); ceiling: the per-process wall "
+                   "clock over this CPU work spread perfectly over every core, the most an executor doing the "
+                   "same work could gain.")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"steps": steps, "signals": names, "load": load,
