@@ -15,8 +15,9 @@ P is a quarter of the signal's sample values (128x128 RGB: 12,288; gray 4,096;
 2 s at 16 kHz: 8,000); for the SDF, the SDF plugin's default size. Every
 contender uses inrkit's Adam with beta2 0.99 and the learning rate decaying
 10x over the budget; each peer's learning rate is the best of a short sweep
-(its paper's value, inrkit's 2e-3 and a third) on one photo and on the speech
-clip (``--part sweep``), the photo's choice also used for the SDF.
+(its paper's value, inrkit's 2e-3 and a third) on one photo, on the speech
+clip and on the bunny SDF (``--part sweep``; the lowest Chamfer wins there; a JSON
+without an SDF sweep gives the SDF the photo's choice).
 
 Quality: PSNR (dB) for photos, SNR (dB) for audio (the audio plugin's
 ``snr_db``), Chamfer distance (% of the bounding-box diagonal, lower is
@@ -76,7 +77,7 @@ PHOTOS = ("camera-128.png", "astronaut-128.png", "coffee-128.png", "chelsea-128.
           "brick-128.png")
 AUDIO = ("speech-16k.wav", "melody-16k.wav")
 SDF = ("bunny-scan.ply",)
-SWEEP_SIGNALS = {"image": "chelsea-128.png", "audio": "speech-16k.wav"}
+SWEEP_SIGNALS = {"image": "chelsea-128.png", "audio": "speech-16k.wav", "sdf": "bunny-scan.ply"}
 COLOURS = {"lattice": (200, 30, 30), "siren": (30, 90, 200), "finer": (40, 160, 60), "ffn": (150, 60, 170),
            "hashgrid": (230, 140, 20), "lattice-4L": (120, 20, 20), "lattice-2L": (240, 120, 120)}
 #: Fractions of the budget at which an SDF model is snapshotted for its Chamfer curve.
@@ -123,7 +124,8 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
     base = "lattice" if architecture in VARIANTS else architecture
     config = plan_model(signal, signal_type, ModelOptions(architecture=base, params=params, **overrides))
     model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
-    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None).for_model(config),
+    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None).for_model(
+        config, signal_type.defaults.lr),
                              signal, signal_type, config)  # lr None: inrkit's default for this model
     sampler = host.sampler(train_config.sampler)
     snapshots = Snapshots([f * seconds * 0.999 for f in SDF_MARKS]) if kind == "sdf" else None
@@ -202,10 +204,19 @@ def chosen_lr(data: dict, kind: str, architecture: str) -> float:
         return VARIANTS[architecture][1]
     if architecture == "lattice":
         return PAPER_LR["lattice"]
-    sweep = data["sweep"].get("image" if kind == "sdf" else kind, {}).get(architecture)
+    # An SDF without its own sweep (JSONs before it had one) takes the photo's choice.
+    sweep = data["sweep"].get(kind, {}).get(architecture) or (
+        data["sweep"].get("image", {}).get(architecture) if kind == "sdf" else None)
     if not sweep:
         return PAPER_LR[architecture]
-    return float(max(sweep, key=lambda lr: sweep[lr]))
+    return float(best_of(sweep, kind if architecture in data["sweep"].get(kind, {}) else "image"))
+
+
+def best_of(results: dict[str, float], kind: str) -> str:
+    """The learning rate (a key of ``results``) with the best quality: the lowest Chamfer for an SDF, else the
+    highest PSNR/SNR."""
+    pick = min if kind == "sdf" else max
+    return pick(results, key=lambda lr: results[lr])
 
 
 def run_sweep(data: dict, args) -> None:
@@ -219,7 +230,7 @@ def run_sweep(data: dict, args) -> None:
             for lr in SWEEP[architecture]:
                 run = train(name, architecture, lr, args.sweep_seconds)
                 results[f"{lr:g}"] = run["quality"]
-                print(f"sweep {name} {architecture} lr {lr:g}: {run['quality']:.2f} dB in {run['steps']} steps")
+                print(f"sweep {name} {architecture} lr {lr:g}: {run['quality']:.3f} in {run['steps']} steps")
             data["sweep"].setdefault(kind, {})[architecture] = results
         data["sweep"]["seconds"] = args.sweep_seconds
         data["sweep"].setdefault("signals", {})[kind] = name
@@ -292,10 +303,10 @@ def report(data: dict, out: Path) -> None:
     if sweep:
         lines += ["", f"Learning-rate sweep ({sweep.get('seconds')} s per run; quality at the end; the best is used):",
                   "", "| signal | architecture | " + " | ".join(["lr: quality"] * 3) + " | chosen |", "|---|---|---|---|---|---|"]
-        for kind in ("image", "audio"):
+        for kind in ("image", "audio", "sdf"):
             for architecture, results in sweep.get(kind, {}).items():
-                best = max(results, key=lambda lr: results[lr])
-                cells = " | ".join(f"{lr}: {q:.2f}" for lr, q in results.items())
+                best = best_of(results, kind)
+                cells = " | ".join(f"{lr}: {q:.3f}" if kind == "sdf" else f"{lr}: {q:.2f}" for lr, q in results.items())
                 lines.append(f"| {sweep.get('signals', {}).get(kind, kind)} | {architecture} | {cells} | {best} |")
     summary = {"image": [], "audio": [], "sdf": []}
     variants: dict[str, list[float]] = {}

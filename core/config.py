@@ -305,11 +305,12 @@ class TrainConfig:
         """Plain JSON-serialisable dict."""
         return asdict(self)
 
-    def for_model(self, model_config: ModelConfig | None) -> TrainConfig:
-        """This config with the learning rate the model gets by default when ``lr`` is None (else itself)."""
+    def for_model(self, model_config: ModelConfig | None, signal_lr: float | None = None) -> TrainConfig:
+        """This config with the learning rate the model gets by default when ``lr`` is None (else itself);
+        ``signal_lr`` is the signal type's default for inrkit's own models (``FitDefaults.lr``), if any."""
         if self.lr is not None:
             return self
-        lr = default_lr(model_config)
+        lr = default_lr(model_config, signal_lr)
         return replace(self, lr=lr, lr_final=self.lr_final if self.lr_final is not None else lr / LR_DECAY_DIVISOR)
 
     @classmethod
@@ -324,9 +325,16 @@ class TrainConfig:
         return cls(**settings)
 
 
-def default_lr(model_config: ModelConfig | None) -> float:
-    """The initial learning rate of a model when the user gives none: :data:`DEEP_LATTICE_LR` for a lattice or
-    uniform model with more than two hidden layers, else :data:`DEFAULT_LR`."""
+def default_lr(model_config: ModelConfig | None, signal_lr: float | None = None) -> float:
+    """The initial learning rate of a model when the user gives none.
+
+    A lattice or uniform model takes ``signal_lr``, its signal type's default
+    (:attr:`~inrkit.plugin_types.FitDefaults.lr`), when there is one; otherwise
+    :data:`DEEP_LATTICE_LR` with more than two hidden layers, else
+    :data:`DEFAULT_LR`. Baselines always take the core's rule.
+    """
+    if signal_lr is not None and model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES:
+        return signal_lr
     deep = model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES \
         and model_config.hidden_layers > 2
     return DEEP_LATTICE_LR if deep else DEFAULT_LR

@@ -130,7 +130,8 @@ def prepare_fit(
     source = source_facts(Path(path), signal, load_options)
     _check_exporter(host, signal_type)
     model_config = plan_model(signal, signal_type, model_options)
-    train_config = _batching(train_config.for_model(model_config), signal, signal_type, model_config)
+    train_config = _batching(train_config.for_model(model_config, signal_type.defaults.lr), signal, signal_type,
+                            model_config)
     loss = host.loss(loss_name or signal_type.defaults.loss)
     if loss.signals and signal_type.name not in loss.signals:
         usable = sorted(name for name, other in host.registry["loss"].items()
@@ -257,7 +258,7 @@ def prune_run(
     if target_params >= before:
         raise ConfigError(f"--target-params {target_params} is not below the model's {before} stored numbers; "
                           "choose a smaller target")
-    train_config = _as_trained(train_config, run).for_model(run.model_config)
+    train_config = _as_trained(train_config, run).for_model(run.model_config, signal_type.defaults.lr)
     loss = host.loss(run.config.get("loss") or signal_type.defaults.loss)
     sampler = host.sampler(train_config.sampler)
     device = resolve_device(train_config.device)

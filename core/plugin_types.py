@@ -10,6 +10,7 @@ exporters and ``assess`` receive. The observer events are in
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -17,7 +18,7 @@ from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from inrkit.errors import ConfigError
+from inrkit.errors import ConfigError, PluginError
 from inrkit.events import TrainSettings
 from inrkit.lazy import lazy_import
 from inrkit.options import Option
@@ -147,6 +148,11 @@ class FitDefaults:
         images and 3000 for audio) and ``ffn_sigma`` (the ``ffn`` frequency scale).
         Hook version 1.1, added later: a plugin that does not set it gets the
         image settings.
+    lr:
+        Initial learning rate of inrkit's own models (``lattice``, ``uniform``)
+        on this signal type when the user gives none; None (the default): the
+        core's rule (:func:`~inrkit.config.default_lr`). Baselines keep the
+        core's rule. Hook version 1.1, added later; optional.
 
     Example::
 
@@ -160,6 +166,12 @@ class FitDefaults:
     suggest_bandlimit: Callable[[Signal, int], int] | None = None
     params_fraction: float = 0.25
     model_defaults: Mapping[str, float] = field(default_factory=dict)
+    lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                                        and math.isfinite(self.lr) and self.lr > 0):
+            raise PluginError(f"FitDefaults.lr must be a positive number or None, got {self.lr!r}")
 
 
 @dataclass(frozen=True)

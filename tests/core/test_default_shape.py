@@ -77,3 +77,32 @@ def test_fit_starts_at_the_models_default_rate_unless_told():
         result = fit(build_model(config), signal, TrainConfig(steps=2, lr=lr, device="cpu"), host.loss("mse").fn,
                      host.sampler("full").make)
         assert result.curve[0]["lr"] == expected
+
+
+def test_a_signal_types_learning_rate_goes_to_lattice_models_only():
+    from inrkit.plugin_types import FitDefaults
+
+    lattice = plan_model(grid((64, 64), 3), KIND, ModelOptions(params=6000))
+    siren = plan_model(grid((64, 64)), KIND, ModelOptions(params=4000, architecture="siren"))
+    assert default_lr(lattice, 5e-4) == 5e-4 and default_lr(siren, 5e-4) == DEFAULT_LR
+    resolved = TrainConfig(steps=10).for_model(lattice, 5e-4)
+    assert (resolved.lr, resolved.lr_final) == (5e-4, 5e-5)
+    assert TrainConfig(steps=10, lr=3e-3).for_model(lattice, 5e-4).lr == 3e-3  # an explicit rate still wins
+    assert FitDefaults().lr is None
+    for bad in (0.0, -1e-3, math.nan, math.inf, "fast", True):
+        with pytest.raises(Exception, match="FitDefaults.lr must be a positive number"):
+            FitDefaults(lr=bad)
+
+
+def test_an_sdf_fit_starts_at_the_sdf_plugins_rate(tmp_path):
+    import trimesh
+    from inrkit.config import ModelOptions as Options
+    from inrkit.host import get_host
+    from inrkit.pipeline import prepare_fit
+    from inrkit.plugins.sdf import SDF_LATTICE_LR
+
+    mesh = tmp_path / "ball.ply"
+    trimesh.creation.icosphere(subdivisions=2).export(mesh)
+    job = prepare_fit(mesh, tmp_path / "run", model_options=Options(params=600),
+                      train_config=TrainConfig(steps=1, device="cpu"), host=get_host())
+    assert job.train_config.lr == SDF_LATTICE_LR
