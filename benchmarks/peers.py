@@ -121,7 +121,8 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = budget(signal, signal_type, kind)
     overrides = VARIANTS[architecture][0] if architecture in VARIANTS else {}
-    base = "lattice" if architecture in VARIANTS else architecture
+    base = (VARIANTS[architecture][2] if len(VARIANTS[architecture]) > 2 else "lattice") \
+        if architecture in VARIANTS else architecture
     config = plan_model(signal, signal_type, ModelOptions(architecture=base, params=params, **overrides))
     model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
     train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None).for_model(
@@ -269,7 +270,7 @@ def plot(name: str, entry: dict, out_dir: Path, prefix: str = "peers") -> str:
     from inrkit.plots import line_chart
 
     runs = entry["runs"]
-    series = [(np.array([p[0] for p in r["curve"]]), np.array([p[2] for p in r["curve"]]), COLOURS[a], a)
+    series = [(np.array([p[0] for p in r["curve"]]), np.array([p[2] for p in r["curve"]]), COLOURS.get(a, (128, 128, 128)), a)
               for a, r in runs.items() if r["curve"]]
     what = {"image": "PSNR (dB)", "audio": "SNR (dB)", "sdf": "Chamfer (% of diagonal, lower is better)"}[entry["kind"]]
     title = f"{name}: {what} vs training seconds. " + ", ".join(f"{a} {_colour_name(a)}" for a in runs)
@@ -288,7 +289,7 @@ def _packed_cell(run: dict) -> str:
 
 def _colour_name(architecture: str) -> str:
     return {"lattice": "red", "siren": "blue", "finer": "green", "ffn": "purple", "hashgrid": "orange",
-            "lattice-4L": "dark red", "lattice-2L": "pink"}[architecture]
+            "lattice-4L": "dark red", "lattice-2L": "pink"}.get(architecture, "grey")
 
 
 def report(data: dict, out: Path) -> None:
@@ -358,8 +359,25 @@ def report(data: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def add_variants(specs: list[str]) -> None:
+    """``NAME=ARCH:LR[:JSON]`` (``--variant``, repeatable): a contender ARCH at learning rate LR with model options
+    JSON, added to :data:`VARIANTS` (e.g. ``siren-5e-4=siren:5e-4`` or ``lattice-3L=lattice:1e-3:{"hidden_layers": 3}``)."""
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        architecture, _, rest = rest.partition(":")
+        lr, _, options = rest.partition(":")
+        if not name or architecture not in ARCHITECTURES or not lr:
+            raise SystemExit(f"--variant {spec!r}: expected NAME=ARCH:LR[:JSON] with ARCH one of {ARCHITECTURES}")
+        VARIANTS[name] = (json.loads(options) if options else {}, float(lr), architecture)
+
+
 def main() -> None:
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--variant", action="append", default=[])
+    add_variants(early.parse_known_args()[0].variant)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ARCH:LR[:JSON]",
+                        help="an extra contender: ARCH at learning rate LR with model options JSON (repeatable)")
     parser.add_argument("--part", nargs="+", choices=("sweep", "photos", "audio", "sdf", "all"), default=None,
                         help="parts to run, in order (each adds to the JSON)")
     parser.add_argument("--signals", nargs="*", default=None, help="subset of the part's signals (file names)")
