@@ -241,6 +241,29 @@ def _alpha(a: np.ndarray, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
     return alpha, bound
 
 
+def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_inverse=True)`` for ``[N, d]`` integer rows, through one int64 key per row.
+
+    The key is the row in a mixed radix whose first column is the most
+    significant digit, so the unique rows come out in the same (lexicographic)
+    order; 1-D keys sort several times faster than rows. Rows whose key would
+    not fit in an int64 go through ``np.unique(axis=0)``.
+    """
+    if rows.ndim != 2 or len(rows) == 0:
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    low = rows.min(axis=0)
+    span = rows.max(axis=0) - low + 1
+    if math.prod(int(n) for n in span) >= 1 << 62:
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    key = np.zeros(len(rows), dtype=np.int64)
+    for column in range(rows.shape[1]):
+        key = key * int(span[column]) + (rows[:, column] - low[column])
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)
+
+
 def _sine_layer(frequencies: np.ndarray, amplitude: np.ndarray, phase: np.ndarray, bias: np.ndarray,
                 max_order: int, tol: float, max_terms: int):
     """Fourier coefficients of ``sin(sum_t r_it sin(beta_t . x + psi_it) + c_i)`` for each neuron ``i``.
@@ -278,8 +301,7 @@ def _sine_layer(frequencies: np.ndarray, amplitude: np.ndarray, phase: np.ndarra
             out_freqs += [beta, -beta]
             out_coef += [coefficient, np.conj(coefficient)]
             out_bound += [bound / 2, bound / 2]
-    unique, inverse = np.unique(np.concatenate(out_freqs).astype(np.int64), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    unique, inverse = unique_rows(np.concatenate(out_freqs).astype(np.int64))
     # Sum the terms that land on each frequency (np.add.at, grouped: sort once, then one reduceat per array).
     order = np.argsort(inverse, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])

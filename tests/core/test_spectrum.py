@@ -200,3 +200,18 @@ def test_deeper_model_prediction_is_truncated_but_close():
     error = np.abs(predicted.dense(200) - measured).max()
     assert error < 2e-3 * np.abs(measured).max()
     assert error <= predicted.omitted_bound * 50 + 1e-12
+
+
+def test_unique_rows_equals_numpy_unique_over_rows():
+    import numpy as np
+
+    from inrkit.spectrum import unique_rows
+
+    rng = np.random.default_rng(3)
+    for rows in (rng.integers(-40, 41, size=(5000, 2)), rng.integers(-5, 6, size=(3000, 3)),
+                 rng.integers(-3, 4, size=(100, 1)), np.array([[2**40, -(2**40)], [0, 0], [2**40, -(2**40)]]),
+                 np.array([[1, -2], [1, -2]]), np.zeros((0, 2), dtype=np.int64)):
+        expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
+        unique, inverse = unique_rows(rows)
+        assert np.array_equal(unique, expected) and np.array_equal(inverse, expected_inverse.reshape(-1))
+        assert np.array_equal(unique[inverse], rows)  # every row is its unique row
