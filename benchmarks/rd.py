@@ -2,7 +2,7 @@
 
 For each input, ``inrkit.ratedistortion.rate_distortion`` (what ``inrkit rd`` runs) fits a few model sizes
 on the CPU for a fixed wall-clock budget each, packs every fit at the file sizes of the rates compared (photos: 0.3 and 0.5 bits per pixel at 256x256,
-2,458 and 4,096 bytes; audio: 16 and 32 kbit/s over 2 s, 4,000 and 8,000 bytes), and measures both sides the
+2,457 and 4,096 bytes; audio: 16 and 32 kbit/s over 2 s, 4,000 and 8,000 bytes), and measures both sides the
 same way (8-bit pixels and PSNR; SNR and log-spectral distance). inrkit's curve is the best-quality envelope of
 all its points; codecs are interpolated linearly in log rate.
 
@@ -26,7 +26,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 PHOTOS = ["astronaut-256.png", "camera-256.png", "chelsea-256.png", "coffee-256.png", "rocket-256.png"]
 AUDIO = ["speech-16k.wav", "melody-16k.wav"]
 PARTS = {
-    "photos": {"inputs": PHOTOS, "params": [3000, 6000], "rates": (0.3, 0.5), "bytes": (2458, 4096)},
+    # Byte budgets are rounded down: 0.3 bpp at 256x256 is 2,457.6 bytes, and a 2,458-byte file is over 0.3 bpp
+    # (the comparison "at 0.3" then skipped it; camera's best point in the first 120 s run was lost that way).
+    "photos": {"inputs": PHOTOS, "params": [3000, 6000], "rates": (0.3, 0.5), "bytes": (2457, 4096)},
     "audio": {"inputs": AUDIO, "params": [6000, 12000], "rates": (16.0, 32.0), "bytes": (4000, 8000)},
 }
 

@@ -242,19 +242,12 @@ def _alpha(a: np.ndarray, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(rows, axis=0, return_inverse=True)`` for ``[N, d]`` integer rows, through one int64 key per row.
-
-    The key is the row in a mixed radix whose first column is the most
-    significant digit, so the unique rows come out in the same (lexicographic)
-    order; 1-D keys sort several times faster than rows. Rows whose key would
-    not fit in an int64 go through ``np.unique(axis=0)``.
-    """
-    if rows.ndim != 2 or len(rows) == 0:
-        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-        return unique, inverse.reshape(-1)
-    low = rows.min(axis=0)
-    span = rows.max(axis=0) - low + 1
-    if math.prod(int(n) for n in span) >= 1 << 62:
+    """``np.unique(rows, axis=0, return_inverse=True)`` for ``[N, d]`` integer rows, by one int64 key per row (the
+    row in a mixed radix, first column most significant: the same order; 1-D keys sort several times faster).
+    Rows whose key would not fit in an int64 go through ``np.unique(axis=0)``."""
+    low = rows.min(axis=0) if rows.ndim == 2 and len(rows) else None
+    span = None if low is None else rows.max(axis=0) - low + 1
+    if span is None or math.prod(int(n) for n in span) >= 1 << 62:
         unique, inverse = np.unique(rows, axis=0, return_inverse=True)
         return unique, inverse.reshape(-1)
     key = np.zeros(len(rows), dtype=np.int64)
