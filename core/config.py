@@ -333,11 +333,10 @@ def default_lr(model_config: ModelConfig | None, signal_lr: float | None = None)
     :data:`DEEP_LATTICE_LR` with more than two hidden layers, else
     :data:`DEFAULT_LR`. Baselines always take the core's rule.
     """
-    if signal_lr is not None and model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES:
+    lattice = model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES
+    if lattice and signal_lr is not None:
         return signal_lr
-    deep = model_config is not None and model_config.architecture in LATTICE_ARCHITECTURES \
-        and model_config.hidden_layers > 2
-    return DEEP_LATTICE_LR if deep else DEFAULT_LR
+    return DEEP_LATTICE_LR if lattice and model_config.hidden_layers > 2 else DEFAULT_LR
 
 
 @dataclass

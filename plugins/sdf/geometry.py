@@ -92,10 +92,7 @@ class MeshDistance:
 
     def inside(self, points: np.ndarray) -> np.ndarray:
         """Inside by the fast generalized winding number, |w| > 1/2 (as libigl's signed distance decides)."""
-        import igl
-
-        winding = igl.fast_winding_number(self.vertices, self.faces, np.ascontiguousarray(points, dtype=np.float64))
-        return np.abs(winding) > 0.5
+        return np.abs(winding_number(points, self.vertices, self.faces)) > 0.5
 
     def signed(self, points: np.ndarray) -> np.ndarray:
         return np.where(self.inside(points), -1.0, 1.0) * self.unsigned(points)
@@ -106,16 +103,18 @@ def signed_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray)
     return MeshDistance(vertices, faces).signed(points)
 
 
-def inside(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Whether each point is inside the mesh (generalized winding number above 1/2); holes tolerated."""
+def winding_number(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """libigl's fast generalized winding number of the mesh at each point (1 inside, 0 outside; holes tolerated)."""
     import igl
 
-    winding = igl.fast_winding_number(
-        np.ascontiguousarray(vertices, dtype=np.float64),
-        np.ascontiguousarray(faces, dtype=np.int64),
-        np.ascontiguousarray(points, dtype=np.float64),
-    )
-    return winding > 0.5
+    return igl.fast_winding_number(np.ascontiguousarray(vertices, dtype=np.float64),
+                                   np.ascontiguousarray(faces, dtype=np.int64),
+                                   np.ascontiguousarray(points, dtype=np.float64))
+
+
+def inside(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Whether each point is inside the mesh (generalized winding number above 1/2); holes tolerated."""
+    return winding_number(points, vertices, faces) > 0.5
 
 
 def grid_axes(resolution: tuple[int, int, int], extent: tuple[float, float, float]) -> list[np.ndarray]:

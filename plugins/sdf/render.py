@@ -19,6 +19,8 @@ from inrkit.plugin import stack, titled
 VIEWS = (("camera at +z", 0.0, 0.0), ("camera at -x", 90.0, 0.0), ("camera at +y", 0.0, 90.0),
          ("camera at -y", 0.0, -90.0), ("oblique", 35.0, 25.0))
 BASE_COLOUR = np.array([150.0, 170.0, 200.0])
+#: Triangle-pixel pairs rasterised at once (bounds the rasteriser's memory; a larger triangle goes alone).
+CHUNK_PAIRS = 1 << 22
 
 
 def _rotation(yaw: float, pitch: float) -> np.ndarray:
@@ -46,12 +48,13 @@ def _rasterise(pixels: np.ndarray, depth: np.ndarray, colours: np.ndarray, side:
     keep = np.flatnonzero((np.abs(area) > 1e-12) & (high >= low).all(axis=1))
     width, height = (high - low + 1)[keep, 0], (high - low + 1)[keep, 1]
     counts = width * height
-    chunk_pairs, start = 1 << 22, 0
+    ends = np.cumsum(counts)  # triangle i's pairs are [ends[i] - counts[i], ends[i]) of the whole sequence
+    start = 0
     while start < len(keep):
-        stop = start + max(1, int(np.searchsorted(np.cumsum(counts[start:]), chunk_pairs)))
-        stop = min(stop, len(keep))
+        base = ends[start] - counts[start]
+        stop = max(start + 1, int(np.searchsorted(ends, base + CHUNK_PAIRS, side="right")))
         tri = np.repeat(np.arange(start, stop), counts[start:stop])
-        offset = np.arange(len(tri)) - np.repeat(np.cumsum(counts[start:stop]) - counts[start:stop], counts[start:stop])
+        offset = np.arange(base, ends[stop - 1]) - np.repeat(ends[start:stop] - counts[start:stop], counts[start:stop])
         index = keep[tri]
         px = low[index, 0] + offset % width[tri]
         py = low[index, 1] + offset // width[tri]

@@ -39,3 +39,12 @@ def test_box_silhouette_and_shading_from_the_front():
     assert abs(covered - expected) / expected < 0.05
     # Only the front face (+z, facing the light at the camera) is seen: full shade.
     assert np.abs(image[size // 2, size // 2] - BASE_COLOUR).max() <= 1
+
+
+def test_the_picture_does_not_depend_on_the_chunking(monkeypatch):
+    from inrkit.plugins.sdf import render
+
+    mesh = trimesh.creation.icosphere(subdivisions=3)
+    whole = np.asarray(render_view(mesh, 35.0, 25.0, size=96))
+    monkeypatch.setattr(render, "CHUNK_PAIRS", 50)  # smaller than the largest triangles: some go alone
+    assert np.array_equal(np.asarray(render_view(mesh, 35.0, 25.0, size=96)), whole)
