@@ -366,8 +366,9 @@ class ModelOptions:
         As in :class:`ModelConfig` (same defaults).
     input_sampling:
         As in :class:`ModelConfig`, or ``auto`` (the default): ``spectrum``
-        for a lattice model of a signal whose spectrum is concentrated
-        (:func:`inrkit.spectral_init.choose_sampling`), else ``box``.
+        for a lattice model of a signal whose spectrum is concentrated (a
+        wider support counts for a deeper model:
+        :func:`inrkit.spectral_init.choose_sampling`), else ``box``.
     siren_omega0:
         First-layer omega_0 of ``siren`` and ``finer``; None follows the
         signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in

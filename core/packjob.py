@@ -40,9 +40,12 @@ from inrkit.quantise import EXACT_BITS, MAX_BITS, MIN_BITS
 
 #: PSNR (dB) the default pack may give up against the float model.
 PACK_TOLERANCE_DB = 0.3
-#: Steps and learning rate of the quantisation-aware finish (0 steps: none).
-QAT_STEPS = 100
-QAT_LR = 3e-6
+#: Steps and peak learning rate of the quantisation-aware finish (0 steps: none; the rate's warm-up and decay:
+#: :func:`inrkit.qat.finish_lr`). Measured on astronaut at 256x256 (5,905 parameters, four layers, packed into
+#: 4,096 bytes; float model 26.56 dB, rounding alone 23.98 dB): 300 full-batch steps at 1e-5 gave +0.30 dB,
+#: 3e-5 +0.08 dB, 1e-4 -0.26 dB; the former 100 steps at 3e-6 on random half-batches +0.05 dB.
+QAT_STEPS = 300
+QAT_LR = 1e-5
 #: Samples the search evaluates at most (a fixed random subset of larger signals).
 SEARCH_SAMPLES = 1 << 18
 #: Coder used while searching (fast); the written file uses the smallest coder.

@@ -77,7 +77,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         c_high=options.c_high,
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
-        input_sampling=_sampling(signal, options, bandlimit),
+        input_sampling=_sampling(signal, options, bandlimit, layers),
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
@@ -135,7 +135,7 @@ def _shape(signal: Signal, options: ModelOptions, layers: int) -> tuple[int, Mod
     return layers, options
 
 
-def _sampling(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...]) -> str:
+def _sampling(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...], layers: int) -> str:
     """The lattice model's input sampling: the user's, or for ``auto`` the signal's (baselines: ``box``)."""
     if options.input_sampling != "auto":
         return options.input_sampling
@@ -143,7 +143,7 @@ def _sampling(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...])
         return "box"
     from inrkit.spectral_init import choose_sampling
 
-    return choose_sampling(signal, bandlimit)
+    return choose_sampling(signal, bandlimit, hidden_layers=layers)
 
 
 def _check_options(options: ModelOptions) -> int:

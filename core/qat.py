@@ -27,14 +27,30 @@ def fake_quantise(weight: torch.Tensor, entry: TensorPlan) -> torch.Tensor:
     return weight + (rounded - weight).detach()
 
 
+#: Samples up to which every step of the finish sees them all (larger signals: random batches of ``batch_size``).
+FULL_BATCH_SAMPLES = 1 << 17
+#: Steps over which the finish's learning rate ramps up from ``lr / WARMUP_STEPS`` (Adam's first steps, with
+#: fresh moments, move every weight by about ``lr`` whatever its gradient).
+WARMUP_STEPS = 20
+#: The finish's learning rate decays geometrically to ``lr / LR_DECAY`` over its steps.
+LR_DECAY = 10.0
+
+
+def finish_lr(lr: float, step: int, steps: int) -> float:
+    """The finish's learning rate at ``step`` of ``steps``: linear warm-up, then a geometric decay by :data:`LR_DECAY`."""
+    progress = step / max(1, steps - 1)
+    return lr * LR_DECAY ** -progress * min(1.0, (step + 1) / WARMUP_STEPS)
+
+
 def quantisation_aware_finish(model: torch.nn.Module, coords: torch.Tensor, target: torch.Tensor,
                               plan: dict[str, TensorPlan], *, steps: int, lr: float, batch_size: int = 1 << 15,
                               seed: int = 0) -> torch.nn.Module:
     """A copy of ``model`` fine-tuned for ``steps`` Adam steps on MSE with ``plan``'s quantiser in the loop.
 
     ``coords`` ``[N, d]`` and ``target`` ``[N, channels]`` are the samples to fit (the signal, or the float
-    model's own output when the signal is not at hand). Batches of ``batch_size`` random samples when
-    ``N`` is larger. Float "shadow" weights are kept beside the model's, which hold their rounded values
+    model's own output when the signal is not at hand): all of them at every step up to
+    :data:`FULL_BATCH_SAMPLES`, else batches of ``batch_size`` random samples. The learning rate follows
+    :func:`finish_lr`. Float "shadow" weights are kept beside the model's, which hold their rounded values
     during each step (the same straight-through estimate as :func:`fake_quantise`, through the model's
     own forward pass, so a lattice model uses its cached input basis). The model's bounds are enforced
     after every step (``project_``).
@@ -46,9 +62,11 @@ def quantisation_aware_finish(model: torch.nn.Module, coords: torch.Tensor, targ
     optimiser = torch.optim.Adam(list(shadows.values()), lr=lr, betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(seed)
     samples = coords.shape[0]
-    full = samples <= batch_size
+    full = samples <= max(batch_size, FULL_BATCH_SAMPLES)
     basis = model.input.basis(coords) if full and hasattr(model, "from_basis") else None
-    for _ in range(steps):
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = finish_lr(lr, step, steps)
         if full:
             batch, wanted = coords, target
         else:
@@ -74,4 +92,4 @@ def quantisation_aware_finish(model: torch.nn.Module, coords: torch.Tensor, targ
     return model.eval()
 
 
-__all__ = ["fake_quantise", "quantisation_aware_finish"]
+__all__ = ["FULL_BATCH_SAMPLES", "LR_DECAY", "WARMUP_STEPS", "fake_quantise", "finish_lr", "quantisation_aware_finish"]

@@ -213,3 +213,34 @@ def test_plan_model_resolves_auto():
     assert plan_model(tones, kind, uniform).input_sampling == "box"
     with pytest.raises(ConfigError, match="box, spectrum or auto"):
         plan_model(tones, kind, ModelOptions(params=3000, input_sampling="fourier"))
+
+
+def test_deep_models_take_the_spectrum_at_a_wider_support(monkeypatch):
+    import inrkit.spectral_init as spectral_init
+    from inrkit.spectral_init import AUTO_SUPPORT, DEEP_AUTO_SUPPORT, choose_sampling
+
+    assert AUTO_SUPPORT < DEEP_AUTO_SUPPORT < math.pi / 4  # white noise (support ~pi/4) keeps the box either way
+    tones = cosines((32, 32), KNOWN_2D)
+    between = (AUTO_SUPPORT + DEEP_AUTO_SUPPORT) / 2
+    monkeypatch.setattr(spectral_init, "spectral_support", lambda *args, **kwargs: between)
+    assert choose_sampling(tones, (12, 12)) == "box"
+    assert choose_sampling(tones, (12, 12), hidden_layers=4) == "spectrum"
+    monkeypatch.setattr(spectral_init, "spectral_support", lambda *args, **kwargs: DEEP_AUTO_SUPPORT + 0.01)
+    assert choose_sampling(tones, (12, 12), hidden_layers=4) == "box"
+
+
+def test_a_bundled_photo_of_middling_support_gets_the_spectrum_only_when_deep():
+    from pathlib import Path
+
+    from inrkit.config import ModelOptions
+    from inrkit.host import get_host
+    from inrkit.planning import plan_model
+    from inrkit.sources import load_signal
+    from inrkit.spectral_init import AUTO_SUPPORT, DEEP_AUTO_SUPPORT, spectral_support
+
+    photo = Path(__file__).resolve().parents[2] / "datasets" / "chelsea-128.png"
+    signal, kind = load_signal(photo, None, get_host())
+    deep = plan_model(signal, kind, ModelOptions())
+    assert deep.hidden_layers > 1 and AUTO_SUPPORT < spectral_support(signal, deep.bandlimit) < DEEP_AUTO_SUPPORT
+    assert deep.input_sampling == "spectrum"
+    assert plan_model(signal, kind, ModelOptions(hidden_layers=1)).input_sampling == "box"
