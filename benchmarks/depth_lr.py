@@ -11,6 +11,15 @@ model must beat to add anything between samples.
     python benchmarks/depth_lr.py --seconds 20 --photos camera-128.png chelsea-128.png \\
         --contenders 'lattice|0.002|{"hidden_layers": 2}' 'lattice|0.001|{"hidden_layers": 4}' 'siren|0.002|{}'
 
+``--steps N`` trains each contender for N steps instead (the comparison at equal steps); a recording
+(``speech-16k.wav``) in ``--photos`` is measured by the audio plugin's SNR. The input-sampling and audio-depth
+scans of session 8 (benchmarks/README.md, "Input sampling of the deep default"):
+
+    python benchmarks/depth_lr.py --steps 1500 --photos astronaut-128.png camera-128.png chelsea-128.png \
+        --contenders 'lattice|0.001|{"input_sampling": "box"}' 'lattice|0.001|{"input_sampling": "spectrum"}'
+    python benchmarks/depth_lr.py --seconds 60 --photos speech-16k.wav melody-16k.wav \
+        --contenders 'lattice|0.002|{}' 'lattice|0.001|{"hidden_layers": 2}' 'lattice|0.001|{"hidden_layers": 4}'
+
 Prints one JSON line per fit and a Markdown table at the end.
 """
 
@@ -37,7 +46,7 @@ from inrkit.train import evaluate
 def between_pixels(model, name: str) -> tuple[float, float] | None:
     """(model PSNR, Lanczos PSNR) on the 2x grid against the 256x256 photo, 2 pixels of border left out."""
     finer = ROOT / "datasets" / name.replace("-128", "-256")
-    if not finer.exists():
+    if "-128" not in name or not name.endswith(".png") or not finer.exists():
         return None
     truth = np.asarray(Image.open(finer), dtype=np.float64) / 255.0
     truth = truth[..., None] if truth.ndim == 2 else truth
@@ -54,12 +63,13 @@ def between_pixels(model, name: str) -> tuple[float, float] | None:
     return tuple(10 * math.log10(1 / float(((x - truth)[inner] ** 2).mean())) for x in (values, lanczos))
 
 
-def run(name: str, architecture: str, lr: float, seconds: float, options: dict) -> dict:
+def run(name: str, architecture: str, lr: float, seconds: float | None, options: dict, steps: int | None = None) -> dict:
     host = get_host()
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = options.pop("params", signal.samples * signal.channels // 4)
     config = plan_model(signal, signal_type, ModelOptions(architecture=architecture, params=params, **options))
-    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), signal,
+    train_config = _batching(TrainConfig(max_seconds=None if steps else seconds, steps=steps, lr=lr, device="cpu",
+                                         sampler=None), signal,
                              signal_type, config)
     from inrkit.train import fit
 
@@ -69,7 +79,12 @@ def run(name: str, architecture: str, lr: float, seconds: float, options: dict) 
            "hidden_layers": config.hidden_layers, "m": config.input_frequencies, "n": config.width,
            "params": stored_parameter_count(result.model), "steps": result.steps,
            "steps_per_s": result.steps / max(result.seconds, 1e-9),
+           "input_sampling": config.input_sampling,
            "psnr": psnr(evaluate(result.model, signal.coordinates()), signal.values, signal.data_range)}
+    if signal_type.name == "audio":  # the audio plugin's quality: SNR in dB
+        from inrkit.plugins.audio.quality import snr_db
+
+        out["snr"] = snr_db(evaluate(result.model, signal.coordinates()), signal.values)
     between = between_pixels(result.model, name)
     if between is not None:
         out["psnr_2x"], out["lanczos_2x"] = between
@@ -79,6 +94,7 @@ def run(name: str, architecture: str, lr: float, seconds: float, options: dict) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--steps", type=int, default=None, help="train for this many steps instead of --seconds")
     parser.add_argument("--photos", nargs="+", default=["camera-128.png", "chelsea-128.png"])
     parser.add_argument("--contenders", nargs="+",
                         default=['lattice|0.002|{"hidden_layers": 2}', 'lattice|0.001|{"hidden_layers": 4}',
@@ -88,16 +104,17 @@ def main() -> None:
     for name in args.photos:
         for spec in args.contenders:
             architecture, lr, options = spec.split("|")
-            row = run(name, architecture, float(lr), args.seconds, json.loads(options))
+            row = run(name, architecture, float(lr), args.seconds, json.loads(options), args.steps)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print(f"\n| photo | contender | layers, m, n | params | steps (steps/s) | PSNR dB, {args.seconds:g} s | "
+    budget = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
+    print(f"\n| signal | contender | layers, m, n, sampling | params | steps (steps/s) | PSNR dB (audio: SNR), {budget} | "
           "PSNR between pixels (2x) | Lanczos 2x |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         label = f"{r['architecture']} lr {r['lr']:g} {json.dumps(r['options']) if r['options'] else ''}".strip()
-        print(f"| {r['photo']} | {label} | {r['hidden_layers']}, {r['m']}, {r['n']} | {r['params']:,} | "
-              f"{r['steps']} ({r['steps_per_s']:.0f}/s) | {r['psnr']:.2f} | {r.get('psnr_2x', float('nan')):.2f} | "
+        print(f"| {r['photo']} | {label} | {r['hidden_layers']}, {r['m']}, {r['n']}, {r['input_sampling']} | {r['params']:,} | "
+              f"{r['steps']} ({r['steps_per_s']:.0f}/s) | {r.get('snr', r['psnr']):.2f} | {r.get('psnr_2x', float('nan')):.2f} | "
               f"{r.get('lanczos_2x', float('nan')):.2f} |")
 
 
