@@ -75,16 +75,17 @@ def run(name: str, architecture: str, lr: float, seconds: float | None, options:
 
     result = fit(build_model(config, signal), signal, train_config, host.loss(signal_type.defaults.loss).fn,
                  host.sampler(train_config.sampler).make)
+    reconstruction = evaluate(result.model, signal.coordinates())
     out = {"photo": name, "architecture": architecture, "lr": lr, "options": options,
            "hidden_layers": config.hidden_layers, "m": config.input_frequencies, "n": config.width,
            "params": stored_parameter_count(result.model), "steps": result.steps,
            "steps_per_s": result.steps / max(result.seconds, 1e-9),
            "input_sampling": config.input_sampling,
-           "psnr": psnr(evaluate(result.model, signal.coordinates()), signal.values, signal.data_range)}
+           "psnr": psnr(reconstruction, signal.values, signal.data_range)}
     if signal_type.name == "audio":  # the audio plugin's quality: SNR in dB
         from inrkit.plugins.audio.quality import snr_db
 
-        out["snr"] = snr_db(evaluate(result.model, signal.coordinates()), signal.values)
+        out["snr"] = snr_db(reconstruction, signal.values)
     between = between_pixels(result.model, name)
     if between is not None:
         out["psnr_2x"], out["lanczos_2x"] = between

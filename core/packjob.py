@@ -275,7 +275,7 @@ def pack_run(run_dir: Path, output: Path, *, bits: int | None = None, target_psn
             path_taken += again.path
             plan = again.plan
         if target_size is not None and len(pack(state, run.config, plan, SEARCH_CODER)) > target_size:
-            state, plan, qat = _replan(judge, state, plan, granularity, target_size, before, qat, path_taken)
+            state, plan, qat = _replan(judge, state, granularity, target_size, before, qat, path_taken)
     data = pack(state, run.config, plan, coder)
     with atomic_output(output) as temporary:
         temporary.write_bytes(data)
@@ -323,8 +323,8 @@ def _finish(judge: Judge, coords: torch.Tensor, values: torch.Tensor, state: dic
     raise AssertionError("unreachable")
 
 
-def _replan(judge: Judge, state: dict[str, torch.Tensor], plan: dict[str, TensorPlan], granularity: str,
-            target_size: int, before: tuple, qat: dict[str, Any], path_taken: list):
+def _replan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, target_size: int, before: tuple,
+            qat: dict[str, Any], path_taken: list):
     """The finished weights code to more than ``target_size`` bytes: the best plan within it for them, if that
     beats rounding alone (``qat["psnr_before"]``), else the rounding-only state and plan. (On astronaut at
     256x256 the finish raised a 2,877-parameter model from 22.31 to 23.29 dB and then coded 1-3 bytes over

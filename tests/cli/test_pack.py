@@ -187,14 +187,13 @@ def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
     pixels = torch.from_numpy(np.asarray(Image.open(source), dtype=np.float32).reshape(-1, 1) / 255 * 2 - 1)
     judge = Judge(run.model, coords, pixels, 2.0, run.config)
     state = {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items()}
-    wide = default_plan(state, 12)
-    budget = len(pack(state, run.config, wide, SEARCH_CODER)) - 40  # the "finished" plan is over it
+    budget = len(pack(state, run.config, default_plan(state, 12), SEARCH_CODER)) - 40  # a 12-bit plan is over it
     before = (state, default_plan(state, 3))
     path: list = []
-    kept_state, plan, facts = _replan(judge, state, wide, "tensor", budget, before, {"psnr_before": 0.0}, path)
+    kept_state, plan, facts = _replan(judge, state, "tensor", budget, before, {"psnr_before": 0.0}, path)
     assert facts["kept"] and facts["replanned"] and path
     assert len(pack(kept_state, run.config, plan, SEARCH_CODER)) <= budget
     assert facts["psnr_after"] == pytest.approx(judge.psnr(quantised_state(kept_state, plan)))
     # A replanned file no better than rounding alone is not kept: the rounding-only state and plan come back.
-    _, plan, facts = _replan(judge, state, wide, "tensor", budget, before, {"psnr_before": 1e9}, [])
+    _, plan, facts = _replan(judge, state, "tensor", budget, before, {"psnr_before": 1e9}, [])
     assert not facts["kept"] and plan is before[1]
