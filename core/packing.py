@@ -85,10 +85,27 @@ DROPPED_SIGNAL_KEYS = ("source", "source_sha256", "provenance")
 
 @dataclass(frozen=True)
 class TensorPlan:
-    """How one tensor is stored: ``bits`` (2..16, or 32 for exact float32) and the granularity."""
+    """How one tensor is stored: ``bits`` (2..16, or 32 for exact float32) and the granularity.
+
+    ``half``: quantised to the levels of half a bit fewer (:func:`~inrkit.quantise.largest_level`), and stored
+    at ``bits``; a file's reader needs nothing but the levels and the steps, so this is no new format.
+    """
 
     bits: int
     granularity: str = "tensor"
+    half: bool = False
+
+    @property
+    def depth(self) -> float:
+        """The effective bit depth: ``bits``, or ``bits - 0.5`` with ``half``."""
+        return self.bits - 0.5 if self.half else self.bits
+
+    def shifted(self, half_bits: int) -> TensorPlan | None:
+        """This plan ``half_bits`` half-bits deeper (negative: shallower); None outside 2..16 bits."""
+        doubled = 2 * self.bits - self.half + half_bits
+        if not 2 * MIN_BITS <= doubled <= 2 * MAX_BITS:
+            return None
+        return TensorPlan((doubled + 1) // 2, self.granularity, bool(doubled % 2))
 
 
 def default_plan(state: dict[str, torch.Tensor], bits: int | dict[str, int], granularity: str = "tensor"
@@ -114,7 +131,7 @@ def quantised_state(state: dict[str, torch.Tensor], plan: dict[str, TensorPlan])
         if entry is None or entry.bits == EXACT_BITS:
             out[name] = tensor.detach().cpu().clone()
             continue
-        q = quantise(tensor.detach().cpu().float().numpy(), entry.bits, entry.granularity)
+        q = quantise(tensor.detach().cpu().float().numpy(), entry.bits, entry.granularity, entry.half)
         out[name] = torch.from_numpy(dequantise(q.levels, q.steps, q.shape))
     return out
 
@@ -138,7 +155,7 @@ def pack(state: dict[str, torch.Tensor], sections: dict[str, Any], plan: dict[st
             raw.append(values.float().numpy().astype("<f4").tobytes())
             tensors.append({"name": name, "bits": EXACT_BITS})
             continue
-        q = quantise(values.float().numpy(), entry.bits, entry.granularity)
+        q = quantise(values.float().numpy(), entry.bits, entry.granularity, entry.half)
         streams.append(Stream.of(q.levels))
         raw.append(q.steps.astype("<" + q.step_dtype).tobytes())
         tensors.append({"name": name, "bits": entry.bits, "granularity": entry.granularity, "streams": 1}

@@ -19,7 +19,7 @@ from inrkit.quantise import EXACT_BITS, largest_level
 
 def fake_quantise(weight: torch.Tensor, entry: TensorPlan) -> torch.Tensor:
     """``weight`` rounded to ``entry``'s grid in the forward pass, the identity in the backward pass."""
-    largest = largest_level(entry.bits)
+    largest = largest_level(entry.bits, entry.half)
     rows = weight.reshape(weight.shape[0], -1) if entry.granularity == "channel" and weight.ndim >= 2 \
         else weight.reshape(1, -1)
     step = (rows.detach().abs().amax(dim=1, keepdim=True) / largest).clamp_min(torch.finfo(weight.dtype).tiny)

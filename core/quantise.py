@@ -46,8 +46,17 @@ class Quantised:
         return largest_level(self.bits)
 
 
-def largest_level(bits: int) -> int:
-    """``2^(bits-1) - 1``: the largest |q| at this bit depth (2 bits: levels -1, 0, 1)."""
+def largest_level(bits: int, half: bool = False) -> int:
+    """``2^(bits-1) - 1``: the largest |q| at this bit depth (2 bits: levels -1, 0, 1).
+
+    ``half``: half a bit lower, ``round(2^(bits-1.5)) - 1`` (9 bits: 180 instead of 255), still stored at
+    ``bits`` (its levels lie within that depth's range, so a reader needs only the step it stores). Needs
+    ``bits >= 3``.
+    """
+    if half:
+        if bits < 3:
+            raise ConfigError(f"half a bit below {bits} bits leaves no level besides zero")
+        return int(round(2.0 ** (bits - 1.5))) - 1
     return (1 << (bits - 1)) - 1
 
 
@@ -64,8 +73,10 @@ def _rows(values: np.ndarray, granularity: str) -> np.ndarray:
     return values.reshape(1, -1)
 
 
-def quantise(values: np.ndarray, bits: int, granularity: str = "tensor") -> Quantised:
+def quantise(values: np.ndarray, bits: int, granularity: str = "tensor", half: bool = False) -> Quantised:
     """Quantise a float tensor (numpy, any shape) to ``bits`` bits, per tensor or per row.
+
+    ``half``: to the levels of half a bit fewer (:func:`largest_level`), stored at ``bits``.
 
     Raises
     ------
@@ -79,7 +90,7 @@ def quantise(values: np.ndarray, bits: int, granularity: str = "tensor") -> Quan
     if not np.all(np.isfinite(values)):
         raise ConfigError("the model holds NaN or infinite weights; it cannot be quantised (refit it)")
     rows = _rows(values, granularity)
-    largest = largest_level(bits)
+    largest = largest_level(bits, half)
     peak = np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
     steps = (peak.astype(np.float64) / largest).astype(np.float32)
     step_dtype = "f4"

@@ -17,6 +17,7 @@ from inrkit.packing import (
     HEADER_DICTIONARY,
     MAGIC,
     PACK_VERSION,
+    TensorPlan,
     default_plan,
     pack,
     quantised_state,
@@ -106,6 +107,47 @@ def test_round_trip_is_bit_exact_at_every_depth(bits):
     assert torch.equal(tensors["input.frequencies"], state["input.frequencies"])  # integers are lossless
     assert torch.equal(tensors["output.scale"], state["output.scale"])  # the output map is kept exact
     assert header["format_version"] == PACK_VERSION
+
+
+@pytest.mark.parametrize("bits", range(3, MAX_BITS + 1))
+def test_half_a_bit_lies_between_the_whole_depths_and_keeps_the_half_step_error(bits):
+    largest = largest_level(bits, half=True)
+    # round(2^(b - 1.5)) - 1, written out: the level count grows by sqrt(2) per half bit
+    assert largest == int(np.floor(2.0 ** (bits - 1.5) + 0.5)) - 1
+    assert largest_level(bits - 1) < largest < largest_level(bits)
+    values = np.random.default_rng(bits).normal(0, 0.3, (6, 5)).astype(np.float32)
+    q = quantise(values, bits, "tensor", half=True)
+    assert np.abs(q.levels).max() == largest
+    step = np.abs(values).max().astype(np.float64) / largest
+    assert np.isclose(q.steps[0], step, rtol=1e-6)
+    back = dequantise(q.levels, q.steps, q.shape)
+    assert np.all(np.abs(values.astype(np.float64) - back) <= step / 2 * (1 + 1e-5) + 1e-7)
+
+
+def test_half_a_bit_below_two_bits_is_refused_and_plans_step_by_half_bits():
+    with pytest.raises(ConfigError, match="no level"):
+        largest_level(2, half=True)
+    nine = TensorPlan(9, "channel")
+    assert nine.shifted(-1) == TensorPlan(9, "channel", half=True) and nine.shifted(-1).depth == 8.5
+    assert nine.shifted(-2) == TensorPlan(8, "channel") and nine.shifted(1) == TensorPlan(10, "channel", half=True)
+    assert TensorPlan(3, half=True).shifted(-1) == TensorPlan(2) and TensorPlan(2).shifted(-1) is None
+    assert TensorPlan(MAX_BITS).shifted(1) is None
+
+
+def test_half_bit_plans_round_trip_bit_for_bit_and_shrink_the_file():
+    model, sections = tiny_model()
+    state = model.state_dict()
+    whole = default_plan(state, 9)
+    half = {name: entry.shifted(-1) if entry.bits == 9 else entry for name, entry in whole.items()}
+    data = pack(state, sections, half, "range")
+    header, tensors = unpack(data)
+    expected = quantised_state(state, half)
+    for name, tensor in expected.items():
+        assert torch.equal(tensors[name], tensor), name
+    # the file declares the whole depth (its reader checks the levels against it) and is smaller than at 9 bits
+    assert {e["bits"] for e in header["tensors"] if e["name"].startswith("hidden")} == {9}
+    assert len(data) < len(pack(state, sections, whole, "range"))
+    assert len(data) > len(pack(state, sections, default_plan(state, 8), "range"))
 
 
 def test_loaded_model_matches_the_dequantised_model_and_hides_the_source(tmp_path):

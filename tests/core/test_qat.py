@@ -9,16 +9,17 @@ from inrkit.config import ModelConfig
 from inrkit.model import build_model
 from inrkit.packing import TensorPlan, default_plan, quantised_state
 from inrkit.qat import LR_DECAY, WARMUP_STEPS, fake_quantise, finish_lr, quantisation_aware_finish
-from inrkit.quantise import round_trip
 
 
-@pytest.mark.parametrize(("bits", "granularity"), [(3, "tensor"), (6, "tensor"), (4, "channel")])
-def test_fake_quantise_rounds_like_the_file_and_passes_the_gradient_straight_through(bits, granularity):
+@pytest.mark.parametrize(("bits", "granularity", "half"), [(3, "tensor", False), (6, "tensor", False),
+                                                           (4, "channel", False), (7, "tensor", True),
+                                                           (5, "channel", True)])
+def test_fake_quantise_rounds_like_the_file_and_passes_the_gradient_straight_through(bits, granularity, half):
     weight = torch.randn(7, 5, generator=torch.Generator().manual_seed(bits), dtype=torch.float32).requires_grad_(True)
-    rounded = fake_quantise(weight, TensorPlan(bits, granularity))
+    rounded = fake_quantise(weight, TensorPlan(bits, granularity, half))
     # Forward: the numbers the packed file gives back (numpy's quantiser; per row the file may round its
     # steps up to float16, so compare within one float16 step's relative change).
-    expected = round_trip(weight.detach().numpy(), bits, granularity)
+    expected = quantised_state({"w": weight.detach()}, {"w": TensorPlan(bits, granularity, half)})["w"].numpy()
     assert np.allclose(rounded.detach().numpy(), expected, rtol=2e-3, atol=1e-7)
     # Backward: the identity.
     upstream = torch.randn(7, 5, generator=torch.Generator().manual_seed(99))
