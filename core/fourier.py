@@ -78,15 +78,10 @@ def period_grid(spacing: float | Sequence[float], dims: int, period: float) -> t
 
     ``spacing``: one sample spacing for every axis, or one per axis.
     """
-    samples, axes = period_axes(spacing, dims, period)
+    samples = tuple(int(round(period / h)) for h in per_axis(spacing, dims))
+    axes = [torch.arange(n, dtype=torch.float64) * (period / n) - period / 2 for n in samples]
     mesh = torch.meshgrid(*axes, indexing="ij")
     return samples, torch.stack([g.reshape(-1) for g in mesh], dim=1)
-
-
-def period_axes(spacing: float | Sequence[float], dims: int, period: float) -> tuple[tuple[int, ...], list[torch.Tensor]]:
-    """Samples per axis ``P_i`` and each axis's coordinates (float64) of :func:`period_grid`."""
-    samples = tuple(int(round(period / h)) for h in per_axis(spacing, dims))
-    return samples, [torch.arange(n, dtype=torch.float64) * (period / n) - period / 2 for n in samples]
 
 
 def lattice_fft(values: np.ndarray) -> np.ndarray:
@@ -168,34 +163,9 @@ def model_spectrum(model: torch.nn.Module, spacing: float | Sequence[float], dim
     """
     from inrkit.progress import evaluate_reporting
 
-    if callable(getattr(getattr(model, "input", None), "on_grid", None)) and hasattr(model, "from_features"):
-        samples, axes = period_axes(spacing, dims, period)
-        values = _on_grid(model, axes).double().numpy()
-    else:
-        samples, coords = period_grid(spacing, dims, period)
-        values = evaluate_reporting(model, coords, "sampling the model over a period").double().numpy()
+    samples, coords = period_grid(spacing, dims, period)
+    values = evaluate_reporting(model, coords, "sampling the model over a period").double().numpy()
     return lattice_fft(values.reshape(list(samples) + [values.shape[1]]))
-
-
-@torch.no_grad()
-def _on_grid(model: torch.nn.Module, axes: list[torch.Tensor]) -> torch.Tensor:
-    """A lattice model's output on the grid of ``axes`` (``ij`` order, CPU), its input layer built per axis
-    (``input.on_grid``: two products per point and frequency instead of a sine), in blocks of the first axis."""
-    from inrkit.progress import report_progress
-    from inrkit.train import rows_for
-
-    reference = next(model.parameters())
-    axes = [axis.to(reference.device, reference.dtype) for axis in axes]
-    inner = math.prod(len(axis) for axis in axes[1:])
-    block = max(1, rows_for(model) * 8 // inner)
-    was_training = model.training
-    model.eval()
-    parts = []
-    for start in range(0, len(axes[0]), block):
-        report_progress("sampling the model over a period", start * inner, len(axes[0]) * inner, "points")
-        parts.append(model.from_features(model.input.on_grid([axes[0][start:start + block], *axes[1:]])).cpu())
-    model.train(was_training)
-    return torch.cat(parts, dim=0)
 
 
 def _centred_axes(shape: Sequence[int]) -> list[np.ndarray]:

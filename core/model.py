@@ -101,25 +101,6 @@ class LatticeSine(nn.Module):
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return torch.sin(coords @ self.omega.T + self.phases)
 
-    def on_grid(self, axes: list[torch.Tensor]) -> torch.Tensor:
-        """``forward`` on the grid ``axes[0] x axes[1] x ...`` (``ij`` order), ``[prod n_i, m]``.
-
-        Built axis by axis with ``sin(a + b) = sin a cos b + cos a sin b``: one sine and cosine per axis
-        sample and frequency instead of one sine per grid point, equal to ``forward`` to float rounding.
-        """
-        omega = self.omega
-        angle = axes[0].to(omega.dtype)[:, None] * omega[:, 0] + self.phases
-        sines, cosines = torch.sin(angle), torch.cos(angle)
-        width = omega.shape[0]
-        for i in range(1, len(axes)):
-            angle = axes[i].to(omega.dtype)[:, None] * omega[:, i]
-            s, c = torch.sin(angle), torch.cos(angle)
-            new_sines = (sines[:, None] * c + cosines[:, None] * s).reshape(-1, width)
-            if i < len(axes) - 1:  # the last axis needs no cosines
-                cosines = (cosines[:, None] * c - sines[:, None] * s).reshape(-1, width)
-            sines = new_sines
-        return sines
-
 
 class BoundedSine(nn.Module):
     """Hidden layer ``sin(omega_g (W y + b))`` with ``|omega_g W_ij| <= c_j``.

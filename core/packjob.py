@@ -68,6 +68,13 @@ def parse_size(text: str) -> int:
     return size
 
 
+#: The greedy paths of :func:`search_plan`, all tried: (steps in half bits, taken in turn; choose by slope).
+#: No one path won on every photo of the four-layer default (``benchmarks/README.md``, "Half bits"): whole then
+#: half bits by the largest saving gave camera 4,286 bytes and chelsea 12,430, half bits by the steepest
+#: slope astronaut 12,245 and coffee 12,437; each path costs 1-6 s of a pack.
+SEARCH_PATHS = (((2, 1), False), ((1,), True), ((2, 1), True))
+
+
 @dataclass
 class Judge:
     """PSNR of a model state against reference samples, and the size of its file."""
@@ -112,12 +119,10 @@ def search_plan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, 
     """The smallest plan reaching ``min_psnr``, or the best-PSNR plan within ``max_size`` bytes.
 
     First one bit depth for every tensor (the smallest that reaches the PSNR, or the largest that fits),
-    then tensor by tensor: lower one tensor's depth by a bit while the PSNR holds (taking the largest saving
-    each round), or raise one while the file fits (taking the largest PSNR gain); then the same by half bits
-    (levels to ``round(2^(b-1.5)) - 1``) from where whole bits ended. On the four-layer photo default, whose
-    tensors sit at 8-9 bits, a whole bit on one tensor is often more than the tolerance allows; half bits
-    alone, from the uniform depth, ended in worse plans on two photos of five (chelsea 12,935 bytes against
-    12,426), so they refine rather than replace.
+    then tensor by tensor along each of :data:`SEARCH_PATHS`, keeping the best end: lower one tensor's depth
+    while the PSNR holds, or raise one while the file fits, by whole bits and then half bits (levels to
+    ``round(2^(b-1.5)) - 1``), or by half bits from the start, each round taking the largest step (saving or
+    gain) or the steepest (bytes per dB).
     """
     path: list[dict[str, Any]] = []
 
@@ -145,23 +150,34 @@ def search_plan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, 
         if not ok(best.size, best.psnr):  # the caller's weights changed since ``start`` was chosen
             return best
     names = [name for name, entry in best.plan.items() if entry.bits != EXACT_BITS]
-    for half_bits in (2, 1):  # whole bits, then half bits from where they ended (never worse than whole bits alone)
-        while True:
-            trials = []
-            for name in names:
-                shifted = best.plan[name].shifted(-half_bits if min_psnr is not None else half_bits)
-                if shifted is None:
-                    continue
-                plan = {**best.plan, name: shifted}
-                size, value = measured(plan)
-                if ok(size, value):
-                    trials.append(Searched(plan, size, value))
-            if not trials:
-                break
-            chosen = min(trials, key=lambda t: t.size) if min_psnr is not None else max(trials, key=lambda t: t.psnr)
-            if min_psnr is None and chosen.psnr <= best.psnr:
-                break
-            best = chosen
+    shrink = min_psnr is not None
+
+    def greedy(best: Searched, strides: tuple[int, ...], slope: bool) -> Searched:
+        for half_bits in strides:
+            while True:
+                trials = []
+                for name in names:
+                    shifted = best.plan[name].shifted(-half_bits if shrink else half_bits)
+                    if shifted is None:
+                        continue
+                    plan = {**best.plan, name: shifted}
+                    size, value = measured(plan)
+                    if ok(size, value) and (size < best.size or not shrink):
+                        trials.append(Searched(plan, size, value))
+                if not trials:
+                    break
+                if slope:  # bytes saved per dB given up, or dB gained per byte spent
+                    chosen = max(trials, key=lambda t: (best.size - t.size) / max(best.psnr - t.psnr, 1e-3) if shrink
+                                 else (t.psnr - best.psnr) / max(t.size - best.size, 1))
+                else:  # the largest saving, or the largest gain
+                    chosen = min(trials, key=lambda t: t.size) if shrink else max(trials, key=lambda t: t.psnr)
+                if not shrink and chosen.psnr <= best.psnr:
+                    break
+                best = chosen
+        return best
+
+    found = [greedy(best, strides, slope) for strides, slope in SEARCH_PATHS]
+    best = min(found, key=lambda t: (t.size, -t.psnr)) if shrink else max(found, key=lambda t: (t.psnr, -t.size))
     best.path = path
     return best
 

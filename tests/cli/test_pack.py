@@ -106,7 +106,11 @@ def test_default_pack_chooses_bits_within_the_tolerance(packed, tmp_path):
     float_psnr = json.loads((run / "metrics.json").read_text())["final"]["psnr"]
     default = tmp_path / "d.inr"
     assert float_psnr - 0.3 - 1e-6 <= psnr_of(default, source) < float_psnr + 0.5
-    bits = {entry["name"]: entry["bits"] for entry in read_packed(default)[0]["tensors"]}
+    # the effective depth per tensor, as reported (a half-bit depth is stored at the whole depth above it)
+    listed = result.output.split("bits: ", 1)[1].split(";", 1)[0]
+    bits = {name: float(depth) for name, depth in (item.rsplit(" ", 1) for item in listed.split(", "))}
+    stored = {entry["name"]: entry["bits"] for entry in read_packed(default)[0]["tensors"]}
+    assert all(stored[name] - 0.5 <= depth <= stored[name] for name, depth in bits.items())
     assert len({bits[name] for name in ("input.phases", "hidden.0.weight", "head.weight")}) > 1  # per tensor
     sized = invoke("pack", run, "-o", tmp_path / "s.inr", "--target-size", "550")
     assert sized.exit_code == 0, sized.output

@@ -81,26 +81,6 @@ def test_predicted_spectrum_equals_fft_of_the_network(dims, freqs, samples):
     assert np.allclose(flipped, np.conj(dense_pred))
 
 
-@pytest.mark.parametrize("dims", [1, 2, 3])
-def test_input_layer_on_a_grid_equals_its_sines_at_every_point(dims):
-    """``LatticeSine.on_grid`` (angle addition per axis) against ``sin(omega . x + phi)`` at the meshgrid's points."""
-    cfg = ModelConfig(dims=dims, out_channels=1, input_frequencies=7, width=8, bandlimit=(9,) * dims,
-                      low_bandlimit=(3,) * dims, hidden_layers=2, seed=dims)
-    model = build_model(cfg).double()
-    axes = [torch.linspace(-2.0, 1.9, n, dtype=torch.float64) for n in (7, 5, 3)[:dims]]
-    points = torch.stack([g.reshape(-1) for g in torch.meshgrid(*axes, indexing="ij")], dim=1)
-    expected = torch.sin(points @ (model.input.frequencies.double() * (2 * math.pi / 4.0)).T + model.input.phases)
-    assert torch.allclose(model.input.on_grid(axes), expected, atol=1e-12, rtol=0)
-    # the whole model's period spectrum (two hidden layers, float32 as fitted) through the grid path equals
-    # the FFT of plain evaluation at the same points
-    model = model.float()
-    spacing = 4.0 / 16
-    grid = np.stack(np.meshgrid(*[np.arange(16) * spacing - 2.0] * dims, indexing="ij"), axis=-1).reshape(-1, dims)
-    with torch.no_grad():
-        plain = model(torch.from_numpy(grid).float()).double().numpy().reshape([16] * dims + [1])
-    assert np.abs(model_spectrum(model, spacing, dims) - lattice_fft(plain)).max() < 1e-5
-
-
 def test_predicted_spectrum_smoke_3d():
     model = small_model(3, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [2, -1, 3]], width=3, channels=1)
     predicted = predict_spectrum(model, max_order=6, tol=1e-10)
