@@ -37,6 +37,23 @@ def train_library(path: Path, signal_name: str, options: ModelOptions, config: T
     return out
 
 
+def fit_contender(signal, signal_type, options: ModelOptions, train_config: TrainConfig, hook=None):
+    """Plan, build and fit one contender as `inrkit fit` would: the signal type's sampler and batching
+    (``pipeline._batching``), and inrkit's default learning rate for the model where ``train_config.lr`` is None.
+
+    Returns (model config, the train config used, the fit's result).
+    """
+    from inrkit.pipeline import _batching
+
+    host = get_host()
+    config = plan_model(signal, signal_type, options)
+    model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
+    train_config = _batching(train_config.for_model(config, signal_type.defaults.lr), signal, signal_type, config)
+    result = fit(model, signal, train_config, host.loss(signal_type.defaults.loss).fn,
+                 host.sampler(train_config.sampler).make, hook=hook)
+    return config, train_config, result
+
+
 def run_cli(args: list[str]) -> tuple[float, dict]:
     """Run `inrkit fit ARGS` as a separate process; returns its wall-clock seconds and metrics.json."""
     with tempfile.TemporaryDirectory() as scratch:

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import ROOT
+from common import ROOT, fit_contender
 
 from inrkit.config import ModelOptions, TrainConfig
 from inrkit.host import get_host
 from inrkit.metrics import psnr
-from inrkit.model import build_model, stored_parameter_count
-from inrkit.pipeline import _batching, load_signal, plan_model
+from inrkit.model import stored_parameter_count
+from inrkit.pipeline import load_signal
 from inrkit.train import evaluate
 
 
@@ -67,14 +67,9 @@ def run(name: str, architecture: str, lr: float, seconds: float | None, options:
     host = get_host()
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = options.pop("params", signal.samples * signal.channels // 4)
-    config = plan_model(signal, signal_type, ModelOptions(architecture=architecture, params=params, **options))
-    train_config = _batching(TrainConfig(max_seconds=None if steps else seconds, steps=steps, lr=lr, device="cpu",
-                                         sampler=None), signal,
-                             signal_type, config)
-    from inrkit.train import fit
-
-    result = fit(build_model(config, signal), signal, train_config, host.loss(signal_type.defaults.loss).fn,
-                 host.sampler(train_config.sampler).make)
+    config, _, result = fit_contender(
+        signal, signal_type, ModelOptions(architecture=architecture, params=params, **options),
+        TrainConfig(max_seconds=None if steps else seconds, steps=steps, lr=lr, device="cpu", sampler=None))
     reconstruction = evaluate(result.model, signal.coordinates())
     out = {"photo": name, "architecture": architecture, "lr": lr, "options": options,
            "hidden_layers": config.hidden_layers, "m": config.input_frequencies, "n": config.width,

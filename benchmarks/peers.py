@@ -55,15 +55,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, machine
+from common import ROOT, fit_contender, machine
 
 from inrkit.config import ModelOptions, TrainConfig
 from inrkit.host import get_host
 from inrkit.metrics import psnr
-from inrkit.model import build_model, stored_parameter_count
-from inrkit.pipeline import _batching, load_signal, plan_model
+from inrkit.model import stored_parameter_count
+from inrkit.pipeline import load_signal
 from inrkit.planning import default_params
-from inrkit.train import evaluate, fit
+from inrkit.train import evaluate
 
 ARCHITECTURES = ("lattice", "siren", "finer", "ffn", "hashgrid")
 #: inrkit variants that are not the default (``--variants``): a contender name, its model options and learning
@@ -123,14 +123,10 @@ def train(name: str, architecture: str, lr: float, seconds: float) -> dict:
     overrides = VARIANTS[architecture][0] if architecture in VARIANTS else {}
     base = (VARIANTS[architecture][2] if len(VARIANTS[architecture]) > 2 else "lattice") \
         if architecture in VARIANTS else architecture
-    config = plan_model(signal, signal_type, ModelOptions(architecture=base, params=params, **overrides))
-    model = build_model(config, signal)  # the signal: --input-sampling spectrum/auto draws from its spectrum
-    train_config = _batching(TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None).for_model(
-        config, signal_type.defaults.lr),
-                             signal, signal_type, config)  # lr None: inrkit's default for this model
-    sampler = host.sampler(train_config.sampler)
     snapshots = Snapshots([f * seconds * 0.999 for f in SDF_MARKS]) if kind == "sdf" else None
-    result = fit(model, signal, train_config, host.loss(signal_type.defaults.loss).fn, sampler.make, hook=snapshots)
+    config, train_config, result = fit_contender(  # lr None: inrkit's default for this model
+        signal, signal_type, ModelOptions(architecture=base, params=params, **overrides),
+        TrainConfig(max_seconds=seconds, lr=lr, device="cpu", sampler=None), hook=snapshots)
     out = {"architecture": architecture, "lr": train_config.lr, "params": stored_parameter_count(result.model), "budget": params,
            "steps": result.steps, "seconds": result.seconds, "steps_per_s": result.steps / max(result.seconds, 1e-9),
            "width": config.width, "hidden_layers": config.hidden_layers}

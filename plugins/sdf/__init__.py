@@ -340,8 +340,11 @@ def inrkit_register_signals(register):
             extensions=MESH_EXTENSIONS + (".npy",),
             description="3D signed distance fields from meshes (trimesh), oriented point clouds or .npy volumes",
             exporter=None,
+            # FFN's paper fits 3D shapes (occupancy) with a Gaussian scale of 12 over the unit cube, the domain
+            # inrkit's ffn maps coordinates to (Tancik et al. 2020, its 3d_shape_occupancy experiment).
             defaults=FitDefaults(loss="sdf", sampler="uniform", batch_size=16_384, bandlimit_fraction=None,
-                                 suggest_bandlimit=sdf_bandlimit, params_fraction=0.2, lr=SDF_LATTICE_LR),
+                                 suggest_bandlimit=sdf_bandlimit, params_fraction=0.2, lr=SDF_LATTICE_LR,
+                                 model_defaults={"ffn_sigma": 12.0}),
             assess=assess_sdf,
             options=(Option("seed", int, help="seed of a mesh's bank of samples (default: --seed)", minimum=0),),
             show={"chamfer": "chamfer {value:.3%} of diagonal", "normal_consistency": "normal_consistency {value:.4f}",

@@ -188,6 +188,10 @@ def test_siren_omega0_follows_the_signal_type_unless_given():
     image = get_host().signal("image")
     assert plan_model(photo(), image, ModelOptions(architecture="siren")).siren_omega0 == 30.0
     assert plan_model(photo(), image, ModelOptions(architecture="ffn")).ffn_sigma == 10.0
+    volume = Signal.from_grid(torch.linspace(-0.5, 0.5, 512)[:, None], (8, 8, 8))
+    sdf = get_host().signal("sdf")
+    assert plan_model(volume, sdf, ModelOptions(architecture="ffn", params=3000)).ffn_sigma == 12.0  # 3D shapes
+    assert plan_model(wave, audio, ModelOptions(architecture="ffn")).ffn_sigma == 1000.0
 
 
 def test_bad_peer_options_get_one_line(tmp_path):
