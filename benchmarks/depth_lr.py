@@ -20,6 +20,13 @@ scans of session 8 (benchmarks/README.md, "Input sampling of the deep default"):
     python benchmarks/depth_lr.py --seconds 60 --photos speech-16k.wav melody-16k.wav \
         --contenders 'lattice|0.002|{}' 'lattice|0.001|{"hidden_layers": 2}' 'lattice|0.001|{"hidden_layers": 4}'
 
+``"sampler"`` and ``"batch_size"`` in a contender's JSON choose the trainer's sampler (e.g. mini-batches,
+session 9's scan; the signal type's default otherwise):
+
+    python benchmarks/depth_lr.py --seconds 60 --photos rocket-128.png chelsea-128.png --contenders \
+        'lattice|0.001|{}' 'lattice|0.001|{"sampler": "stratified", "batch_size": 4096}' \
+        'siren|0.002|{"sampler": "stratified", "batch_size": 4096}' 'hashgrid|0.03|{"sampler": "stratified", "batch_size": 4096}'
+
 Prints one JSON line per fit and a Markdown table at the end.
 """
 
@@ -67,15 +74,18 @@ def run(name: str, architecture: str, lr: float, seconds: float | None, options:
     host = get_host()
     signal, signal_type = load_signal(ROOT / "datasets" / name, None, host)
     params = options.pop("params", signal.samples * signal.channels // 4)
-    config, _, result = fit_contender(
+    sampler, batch_size = options.pop("sampler", None), options.pop("batch_size", None)
+    config, train_config, result = fit_contender(
         signal, signal_type, ModelOptions(architecture=architecture, params=params, **options),
-        TrainConfig(max_seconds=None if steps else seconds, steps=steps, lr=lr, device="cpu", sampler=None))
+        TrainConfig(max_seconds=None if steps else seconds, steps=steps, lr=lr, device="cpu", sampler=sampler,
+                    batch_size=batch_size))
     reconstruction = evaluate(result.model, signal.coordinates())
     out = {"photo": name, "architecture": architecture, "lr": lr, "options": options,
            "hidden_layers": config.hidden_layers, "m": config.input_frequencies, "n": config.width,
            "params": stored_parameter_count(result.model), "steps": result.steps,
            "steps_per_s": result.steps / max(result.seconds, 1e-9),
-           "input_sampling": config.input_sampling,
+           "input_sampling": config.input_sampling, "sampler": train_config.sampler,
+           "batch_size": train_config.batch_size,
            "psnr": psnr(reconstruction, signal.values, signal.data_range)}
     if signal_type.name == "audio":  # the audio plugin's quality: SNR in dB
         from inrkit.plugins.audio.quality import snr_db
@@ -109,6 +119,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         label = f"{r['architecture']} lr {r['lr']:g} {json.dumps(r['options']) if r['options'] else ''}".strip()
+        if r["batch_size"]:
+            label += f", {r['sampler']} batches of {r['batch_size']:,}"
         print(f"| {r['photo']} | {label} | {r['hidden_layers']}, {r['m']}, {r['n']}, {r['input_sampling']} | {r['params']:,} | "
               f"{r['steps']} ({r['steps_per_s']:.0f}/s) | {r.get('snr', r['psnr']):.2f} | {r.get('psnr_2x', float('nan')):.2f} | "
               f"{r.get('lanczos_2x', float('nan')):.2f} |")
