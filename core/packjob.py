@@ -125,11 +125,14 @@ def search_plan(judge: Judge, state: dict[str, torch.Tensor], granularity: str, 
     gain) or the steepest (bytes per dB).
     """
     path: list[dict[str, Any]] = []
+    seen: dict[tuple, tuple[int, float]] = {}  # the paths share their first plans: measure each plan once
 
     def measured(plan: dict[str, TensorPlan]) -> tuple[int, float]:
-        size, value = judge.measure(state, plan)
-        path.append({"bits": _bits(plan), "bytes": size, "psnr": value})
-        return size, value
+        key = tuple(sorted(plan.items()))
+        if key not in seen:
+            seen[key] = judge.measure(state, plan)
+            path.append({"bits": _bits(plan), "bytes": seen[key][0], "psnr": seen[key][1]})
+        return seen[key]
 
     def ok(size: int, value: float) -> bool:
         return value >= min_psnr if min_psnr is not None else size <= max_size

@@ -39,11 +39,12 @@ class Quantised:
     bits: int
     granularity: str
     step_dtype: str = "f4"  # how the steps are stored: float32, or float16 (exactly these values) for rows
+    half: bool = False  # levels of half a bit fewer than ``bits`` (:func:`largest_level`)
 
     @property
     def largest(self) -> int:
         """The largest level magnitude the bit depth allows."""
-        return largest_level(self.bits)
+        return largest_level(self.bits, self.half)
 
 
 def largest_level(bits: int, half: bool = False) -> int:
@@ -103,7 +104,7 @@ def quantise(values: np.ndarray, bits: int, granularity: str = "tensor", half: b
     safe = np.where(steps > 0, steps, np.float32(1))
     levels = np.clip(np.rint(rows / safe[:, None]), -largest, largest).astype(np.int32)
     levels[steps == 0] = 0
-    return Quantised(levels.reshape(-1), steps, tuple(values.shape), bits, granularity, step_dtype)
+    return Quantised(levels.reshape(-1), steps, tuple(values.shape), bits, granularity, step_dtype, half)
 
 
 def dequantise(levels: np.ndarray, steps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
