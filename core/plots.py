@@ -122,10 +122,13 @@ def heatmap(magnitude: np.ndarray, title: str, size: int = 256, dynamic_range_db
 
 def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, int], str]], title: str,
                x_label: str, log_y: bool = True, size: tuple[int, int] = (760, 300),
-               marks: np.ndarray | None = None, floor_db: float = -120.0) -> Image.Image:
+               marks: np.ndarray | None = None, floor_db: float = -120.0,
+               x_window: tuple[float, float] | None = None, dots: bool = False) -> Image.Image:
     """Curves ``(x, y, colour, label)`` on shared axes; ``log_y`` plots ``20 log10(y)`` (dB).
 
     ``marks``: x positions drawn as short ticks under the axis (e.g. input frequencies).
+    ``x_window``: draw only ``low <= x <= high`` (each curve cut where it crosses the edges); the y axis
+    spans what is left. ``dots``: mark every measured point of a short curve (at most 40 points).
     """
     width, height = size
     left, right, top, bottom = 56, 12, 24, 34
@@ -136,10 +139,14 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         x, y = _envelope(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), 2 * width)
         if log_y:
             y = np.maximum(20 * np.log10(np.maximum(y, 1e-300)), floor_db)
+        if x_window is not None:
+            x, y = _clip(x, y, *x_window)
         transformed.append((x, y, colour, label))
     xs = np.concatenate([t[0] for t in transformed]) if transformed else np.zeros(1)
     ys = np.concatenate([t[1] for t in transformed]) if transformed else np.zeros(1)
     (x_low, x_high), (y_low, y_high) = axis_range(xs), axis_range(ys)
+    if x_window is not None and x_window[1] > x_window[0]:
+        x_low, x_high = x_window
 
     def to_pixel(x, y):
         px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
@@ -154,6 +161,12 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         elif points:  # a single point: a visible dot
             px, py = points[0]
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+        if dots and 1 < len(points) <= 40:
+            edges = {float(v) for v in x_window} if x_window is not None else set()
+            for (px, py), at in zip(points, x):
+                if float(at) in edges:  # a cut at the window's edge, not a measured point
+                    continue
+                draw.ellipse([px - 2, py - 2, px + 2, py + 2], outline=colour)
     if marks is not None:
         for x in np.asarray(marks, dtype=np.float64):
             px, _ = to_pixel(x, y_low)
@@ -170,6 +183,21 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         draw.line([legend_x, top + 10 + 12 * row, legend_x + 16, top + 10 + 12 * row], fill=colour, width=2)
         draw_text(draw, (legend_x + 20, top + 4 + 12 * row), label)
     return image
+
+
+def _clip(x: np.ndarray, y: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """The part of the polyline ``(x, y)`` (x ascending) with ``low <= x <= high``, ending on the edges."""
+    if len(x) < 2:
+        keep = (x >= low) & (x <= high)
+        return x[keep], y[keep]
+    inside = (x >= low) & (x <= high)
+    xs, ys = list(x[inside]), list(y[inside])
+    for edge in (low, high):
+        if x[0] < edge < x[-1] and edge not in xs:
+            xs.append(edge)
+            ys.append(float(np.interp(edge, x, y)))
+    order = np.argsort(xs)
+    return np.asarray(xs, dtype=np.float64)[order], np.asarray(ys, dtype=np.float64)[order]
 
 
 def _envelope(x: np.ndarray, y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:

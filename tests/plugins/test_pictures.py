@@ -92,3 +92,32 @@ def test_audio_waveform_shows_target_reconstruction_and_error():
     assert _pixels_of(lane, TARGET_COLOUR) > 400  # the target's outline is not hidden
     assert _pixels_of(lane, RECONSTRUCTION_COLOUR) > 400
     assert _pixels_of(picture, ERROR_COLOUR) > 400
+
+
+def test_a_window_cuts_each_curve_at_its_edges_by_linear_interpolation():
+    from inrkit.plots import _clip
+
+    x, y = np.array([0.1, 0.5, 1.0, 2.0]), np.array([20.0, 28.0, 31.0, 35.0])
+    cut_x, cut_y = _clip(x, y, 0.3, 1.5)
+    assert cut_x.tolist() == [0.3, 0.5, 1.0, 1.5]
+    assert cut_y[0] == pytest.approx(20.0 + 8.0 * (0.3 - 0.1) / 0.4)  # on the segment 0.1-0.5
+    assert cut_y[-1] == pytest.approx(33.0)  # half-way from 31 to 35
+    assert _clip(x, y, 3.0, 4.0)[0].size == 0  # wholly outside: nothing drawn
+
+
+def test_rate_distortion_chart_zooms_to_inrkits_rates():
+    from inrkit.ratedistortion import chart, chart_window, curves
+
+    def row(method, rate, value):
+        return {"method": method, "rate": rate, "rate_unit": "bits per pixel", "metrics": {"psnr": value}}
+
+    rows = [row("inrkit", 0.3, 28.0), row("inrkit", 0.5, 30.0)]
+    rows += [row("JPEG", r, 20 + 5 * r) for r in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)]
+    assert chart_window(curves(rows)) == (0.15, 1.0)
+    assert chart_window(curves(rows[2:])) is None  # no inrkit point: every rate
+    red = (200, 30, 30)  # the first method's colour
+    image = np.asarray(chart(rows, "t"))
+    columns = np.nonzero(np.all(image == red, axis=-1).any(axis=0))[0]
+    columns = columns[columns < 500]  # left of the legend
+    # 0.3 and 0.5 bpp in a window of 0.15-1.0 fill the middle of the plot, not its left edge
+    assert columns.min() > 150 and columns.max() - columns.min() > 100
