@@ -73,7 +73,7 @@ def batch_key(job: Any) -> tuple | None:
     shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
     train = {k: v for k, v in config.to_dict().items() if k != "seed"}
     signal = job.signal
-    return (shapes, model.config.omega_g, model.config.hidden_layers, signal.samples, signal.dims, signal.channels,
+    return (shapes, model.config.omega_g, model.config.hidden_layers, model.config.skip, signal.samples, signal.dims, signal.channels,
             tuple(sorted(signal.attributes)), repr(sorted(train.items())), job.loss.name, str(job.device))
 
 
@@ -146,6 +146,7 @@ class _Stack:
     offset: torch.Tensor
     scale: torch.Tensor
     omega_g: float
+    skip: float
 
     @classmethod
     def of(cls, models: list[SinusoidalINR], device: torch.device) -> _Stack:
@@ -161,7 +162,7 @@ class _Stack:
             bounds=[stacked(lambda m, i=i: m.hidden[i].bounds, False) for i in layers],
             head_weight=stacked(lambda m: m.head.weight), head_bias=stacked(lambda m: m.head.bias),
             offset=stacked(lambda m: m.output.offset, False), scale=stacked(lambda m: m.output.scale, False),
-            omega_g=models[0].hidden[0].omega_g)
+            omega_g=models[0].hidden[0].omega_g, skip=models[0].config.skip)
 
     def parameters(self) -> list[tuple[torch.Tensor, bool]]:
         """``(tensor, is_phase)`` in a fixed order."""
@@ -174,7 +175,8 @@ class _Stack:
         pre = _BatchedBasisLinear.apply(sin_part, cos_part, self.phases, self.weights[0] * omega)
         features = torch.sin(pre + (omega * self.biases[0]).unsqueeze(1))
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
-            features = torch.sin(torch.bmm(features, (weight * omega).transpose(1, 2)) + (omega * bias).unsqueeze(1))
+            update = torch.sin(torch.bmm(features, (weight * omega).transpose(1, 2)) + (omega * bias).unsqueeze(1))
+            features = torch.lerp(update, features, self.skip) if self.skip else update
         head = torch.baddbmm(self.head_bias.unsqueeze(1), features, self.head_weight.transpose(1, 2))
         return torch.addcmul(self.offset.unsqueeze(1), head, self.scale.unsqueeze(1))
 

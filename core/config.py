@@ -106,6 +106,10 @@ class ModelConfig:
     bound_mode:
         ``project`` (clamp after every optimiser step) or ``tanh``
         (``omega_g W = c tanh(V)`` with trainable per-column ``c``).
+    skip:
+        Share ``s`` of its input that each bounded layer after the first carries past it:
+        ``y <- s y + (1 - s) sin(omega_g (W y + b))`` (lattice and uniform models; the layers after the first
+        have equal widths). 0 is the plain stack, and the value of every model saved before the option existed.
     siren_omega0:
         First-layer frequency scale of the ``siren`` baseline (30 for
         images; the SIREN paper uses 3000 for audio).
@@ -143,6 +147,7 @@ class ModelConfig:
     omega_g: float = 30.0
     bound_mode: str = "project"
     input_sampling: str = "box"
+    skip: float = 0.0
     siren_omega0: float = 30.0
     siren_hidden_omega0: float = 30.0
     finer_first_bias: float = 1.0
@@ -188,6 +193,8 @@ class ModelConfig:
             _positive_int(name.replace("_", " "), getattr(self, name))
         if not 0.0 <= self.low_fraction <= 1.0:
             raise ConfigError(f"low fraction must be in [0, 1], got {self.low_fraction}")
+        if not 0.0 <= self.skip < 1.0 or (self.skip and self.architecture not in LATTICE_ARCHITECTURES):
+            raise ConfigError(f"skip must be in [0, 1), and 0 for {self.architecture}, got {self.skip}")
         if self.architecture == "hashgrid" and (self.dims > 4 or self.hash_max_resolution < self.hash_min_resolution):
             raise ConfigError("a hashgrid model takes 1 to 4 input axes and needs hash max resolution >= min resolution")
         if self.architecture in LATTICE_ARCHITECTURES:
@@ -226,25 +233,19 @@ class TrainConfig:
 
     Attributes
     ----------
-    steps:
-        Maximum number of optimiser steps.
-    max_seconds:
-        Wall-clock budget of the training loop.
-    target_psnr:
-        Stop as soon as the training PSNR (dB) reaches this value.
+    steps, max_seconds, target_psnr:
+        Most optimiser steps; wall-clock budget of the training loop; the training PSNR (dB) that stops it.
     lr:
         Initial Adam learning rate. None: the model's default (:func:`default_lr`), set by
         :meth:`for_model`, which :func:`inrkit.train.fit` applies.
     lr_final:
-        Learning rate at the end of the budget; the rate decays
-        geometrically from ``lr`` to ``lr_final`` with the progress
-        ``max(step / steps, seconds / max_seconds)``. Equal to ``lr``: constant.
-        None: ``lr / LR_DECAY_DIVISOR``.
+        Learning rate at the end of the budget; the rate decays geometrically from ``lr`` to ``lr_final`` with
+        the progress ``max(step / steps, seconds / max_seconds)``. Equal to ``lr``: constant. None:
+        ``lr / LR_DECAY_DIVISOR``.
     batch_size:
         Coordinates per step; ``None`` trains on the full signal each step.
     sampler:
-        Name of the registered sampler (``full``, ``uniform``, ``stratified``),
-        or None for the signal type's default sampler and batch size.
+        Name of the registered sampler (``full``, ``uniform``, ``stratified``), or None for the signal type's.
     holdout:
         Fraction of the samples held out of training to report a test PSNR.
     seed:
@@ -252,15 +253,13 @@ class TrainConfig:
     device:
         ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
     loss_weight:
-        Weight of the secondary term of composite losses (e.g. the spectral
-        term of ``mse-stft``).
+        Weight of the secondary term of composite losses (e.g. the spectral term of ``mse-stft``).
     beta2:
-        Adam's second-moment decay. 0.99 rather than PyTorch's 0.999: at
-        equal steps the lattice model gains 0.4-1.2 dB on the sample photos
-        (``benchmarks/option_sweep.py``); baselines can ask for 0.999.
+        Adam's second-moment decay. 0.99 rather than PyTorch's 0.999: at equal steps the lattice model gains
+        0.4-1.2 dB on the sample photos (``benchmarks/option_sweep.py``); baselines can ask for 0.999.
     phase_lr_scale:
-        Learning-rate multiplier of the input phases (parameters a model
-        lists in ``phase_parameters()``); 10 gains 0.1-0.3 dB at equal steps.
+        Learning-rate multiplier of the input phases (parameters a model lists in ``phase_parameters()``); 10
+        gains 0.1-0.3 dB at equal steps.
     """
 
     steps: int | None = None
@@ -369,6 +368,9 @@ class ModelOptions:
         for a lattice model of a signal whose spectrum is concentrated (a
         wider support counts for a deeper model:
         :func:`inrkit.spectral_init.choose_sampling`), else ``box``.
+    skip:
+        As in :class:`ModelConfig`; None: :data:`DEEP_SKIP` for a lattice or uniform model of more than one hidden
+        layer, else 0.
     siren_omega0:
         First-layer omega_0 of ``siren`` and ``finer``; None follows the
         signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in
@@ -392,6 +394,7 @@ class ModelOptions:
     omega_g: float = ModelConfig.omega_g
     bound_mode: str = ModelConfig.bound_mode
     input_sampling: str = "auto"
+    skip: float | None = None
     siren_omega0: float | None = None
     ffn_sigma: float | None = None
     seed: int = ModelConfig.seed
@@ -412,3 +415,6 @@ LATTICE_HIDDEN_LAYERS: dict[int, int] = {2: 4}
 #: ``inrkit.sizing.DEFAULT_INPUT_RATIO``). With two layers, 1.5 beat 1.0 on all four photos at equal steps
 #: (+0.1 to +0.8 dB) and 0.7 lost; with one layer 1.0 stays (2.0 and 0.5 lost on photos and audio).
 DEEP_INPUT_RATIO = 1.5
+#: Share of its input each bounded layer after the first carries past it (``ModelConfig.skip``) in a lattice model
+#: of more than one hidden layer, when ``--skip`` is not given.
+DEEP_SKIP = 0.0

@@ -41,12 +41,17 @@ def lattice_model(model: torch.nn.Module) -> SinusoidalINR:
 
 @torch.no_grad()
 def hidden_weights(model: torch.nn.Module) -> list[torch.Tensor]:
-    """Per bounded layer, the importance ``h`` of each of its neurons (how much the output moves per unit of it)."""
+    """Per bounded layer, the importance ``h`` of each of its neurons (how much the output moves per unit of it).
+
+    Through a layer that carries ``s`` of its input past it (``ModelConfig.skip``) a neuron moves the output by at
+    most ``s h + (1 - s) |A|^T h`` (the skip's identity plus the sine's slope of at most 1).
+    """
     model = lattice_model(model)
     head = model.head.weight * model.output.scale.to(model.head.weight.dtype)[:, None]
     weights = [head.norm(dim=0)]
+    skip = model.config.skip
     for layer in reversed(model.hidden[1:]):
-        weights.insert(0, layer.scaled_weight().abs().T @ weights[0])
+        weights.insert(0, skip * weights[0] + (1 - skip) * (layer.scaled_weight().abs().T @ weights[0]))
     return weights
 
 

@@ -4,7 +4,10 @@
   integer-lattice frequencies ``omega_j = 2 pi f_j / p`` and trainable phases.
 * :class:`BoundedSine` is ``S``: ``sin(omega_g (W y + b))`` with the per-column
   bound ``|omega_g W_ij| <= c_j``.
-* :class:`SinusoidalINR` chains them with a linear head ``L``.
+* :class:`SinusoidalINR` chains them with a linear head ``L``. Bounded layers after the
+  first may carry a share ``s`` of their input past them (``ModelConfig.skip``):
+  ``y <- s y + (1 - s) sin(omega_g (W y + b))``, a sum of functions of the same
+  integer frequency combinations, so the spectrum stays on the lattice.
 * :class:`Siren` is the baseline of Sitzmann et al. (2020).
 
 Tensor conventions: coordinates ``x`` are ``[N, d]`` float32 in ``[-1, 1]``;
@@ -222,8 +225,14 @@ class SinusoidalINR(nn.Module):
 
     def from_features(self, features: torch.Tensor) -> torch.Tensor:
         """``L(S(y))`` for input-layer activations ``y = D(x)`` of shape ``[N, m]``."""
-        for layer in self.hidden:
-            features = layer(features)
+        return self._after_first(self.hidden[0](features))
+
+    def _after_first(self, features: torch.Tensor) -> torch.Tensor:
+        """The deeper bounded layers (each carrying ``config.skip`` of its input past it) and the head."""
+        skip = self.config.skip
+        for layer in self.hidden[1:]:
+            update = layer(features)
+            features = torch.lerp(update, features, skip) if skip else update
         return self.output(self.head(features))
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
@@ -236,10 +245,7 @@ class SinusoidalINR(nn.Module):
         """
         first = self.hidden[0]
         pre = _BasisLinear.apply(sin_part, cos_part, self.input.phases, first.scaled_weight())
-        features = torch.sin(pre + first.omega_g * first.bias)
-        for layer in self.hidden[1:]:
-            features = layer(features)
-        return self.output(self.head(features))
+        return self._after_first(torch.sin(pre + first.omega_g * first.bias))
 
     def phase_parameters(self) -> list[nn.Parameter]:
         """The input phases: the trainer scales their learning rate (``TrainConfig.phase_lr_scale``)."""

@@ -15,6 +15,7 @@ import torch
 from inrkit.config import (
     ARCHITECTURES,
     DEEP_INPUT_RATIO,
+    DEEP_SKIP,
     DEFAULT_HIDDEN_LAYERS,
     INPUT_SAMPLINGS,
     LATTICE_ARCHITECTURES,
@@ -78,6 +79,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
         input_sampling=_sampling(signal, options, bandlimit, layers),
+        skip=_skip(options, layers),
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
@@ -135,6 +137,16 @@ def _shape(signal: Signal, options: ModelOptions, layers: int) -> tuple[int, Mod
     return layers, options
 
 
+def _skip(options: ModelOptions, layers: int) -> float:
+    """The share each deeper bounded layer carries past it: the user's, else :data:`DEEP_SKIP` when there are any."""
+    if options.skip is None:
+        return DEEP_SKIP if layers > 1 else 0.0
+    if options.skip and layers == 1:
+        raise ConfigError(f"--skip {options.skip:g} mixes the bounded layers after the first, and this model has one "
+                          "hidden layer; drop --skip or give --hidden-layers 2 or more")
+    return options.skip
+
+
 def _sampling(signal: Signal, options: ModelOptions, bandlimit: tuple[int, ...], layers: int) -> str:
     """The lattice model's input sampling: the user's, or for ``auto`` the signal's (baselines: ``box``)."""
     if options.input_sampling != "auto":
@@ -159,6 +171,13 @@ def _check_options(options: ModelOptions) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if options.input_sampling not in (*INPUT_SAMPLINGS, "auto"):
         raise ConfigError(f"--input-sampling must be box, spectrum or auto, got {options.input_sampling!r}")
+    if options.skip is not None:
+        if not (0.0 <= options.skip < 1.0):  # also rejects NaN
+            raise ConfigError(f"--skip must be in [0, 1) (the share of a layer's input carried past it), got "
+                              f"{options.skip}")
+        if options.skip and options.architecture not in LATTICE_ARCHITECTURES:
+            raise ConfigError(f"--skip applies to the lattice and uniform models, not --architecture "
+                              f"{options.architecture}; drop it")
     if options.input_ratio is not None and not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
         raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
     return layers

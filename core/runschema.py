@@ -173,6 +173,7 @@ MODEL_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
     "omega_g": lambda w, k, v: w.number(k, v, 0.0),
     "bound_mode": lambda w, k, v: w.string(k, v, BOUND_MODES),
     "input_sampling": lambda w, k, v: w.string(k, v, INPUT_SAMPLINGS),
+    "skip": lambda w, k, v: w.number(k, v, 0.0, strict=False, high=1.0, strict_high=True),
     "siren_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "siren_hidden_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "finer_first_bias": lambda w, k, v: w.number(k, v, 0.0),

@@ -8,19 +8,15 @@ For one hidden layer, hidden neuron ``i`` is ``sin(z_i)`` with
     sin(z_i) = sum_{k in Z^m} alpha_k(i) sin(beta_k . x + lambda_k + c_i)
     alpha_k(i) = prod_j J_{k_j}(a_ij),  beta_k = sum_j k_j omega_j,  lambda_k = sum_j k_j phi_j
 
-with ``|alpha_k(i)| <= prod_j (|a_ij|/2)^|k_j| / |k_j|!``. With lattice
-frequencies ``omega_j = 2 pi f_j / p`` every ``beta_k`` is ``2 pi / p`` times
-the integer vector ``sum_j k_j f_j``, so the network is a Fourier series on
-the lattice whose coefficients this module computes.
+with ``|alpha_k(i)| <= prod_j (|a_ij|/2)^|k_j| / |k_j|!``. With lattice frequencies ``omega_j = 2 pi f_j / p``
+every ``beta_k`` is ``2 pi / p`` times the integer vector ``sum_j k_j f_j``, so the network is a Fourier series
+on the lattice whose coefficients this module computes.
 
-Convention: a spectrum maps an integer lattice frequency ``q`` (``[d]``) to
-the complex coefficient ``F(q)`` of ``exp(2 pi i q . x / p)`` per channel, so
-``f(x) = sum_q F(q) exp(2 pi i q . x / p)``. ``F(-q) = conj(F(q))`` for real
-signals.
+Convention: a spectrum maps an integer lattice frequency ``q`` (``[d]``) to the complex coefficient ``F(q)`` of
+``exp(2 pi i q . x / p)`` per channel, so ``f(x) = sum_q F(q) exp(2 pi i q . x / p)``; ``F(-q) = conj(F(q))``.
 
-Spectra measured by FFT (of the signal and of the model on the lattice)
-are in :mod:`inrkit.fourier`; the picture and the summary of a fitted model
-in :mod:`inrkit.spectrum_report`.
+Spectra measured by FFT (of the signal and of the model on the lattice) are in :mod:`inrkit.fourier`; the
+picture and the summary of a fitted model in :mod:`inrkit.spectrum_report`.
 """
 
 from __future__ import annotations
@@ -85,15 +81,8 @@ def _value_patterns(support: int, max_order: int) -> np.ndarray:
 
 @dataclass
 class Terms:
-    """Enumerated multi-indices ``k`` (sparse) of one support size.
-
-    Attributes
-    ----------
-    columns:
-        ``[T, s]`` input-neuron indices ``j`` with ``k_j != 0``.
-    values:
-        ``[T, s]`` the non-zero ``k_j``.
-    """
+    """Enumerated multi-indices ``k`` (sparse) of one support size: ``columns`` ``[T, s]`` the input-neuron
+    indices ``j`` with ``k_j != 0``, ``values`` ``[T, s]`` the non-zero ``k_j``."""
 
     columns: np.ndarray
     values: np.ndarray
@@ -315,7 +304,9 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
     ``carried`` strongest frequencies become that layer's "inputs" and are
     expanded the same way, and the dropped amplitude enters
     ``omitted_bound`` (``sin`` is 1-Lipschitz, so a dropped amplitude ``delta``
-    changes a neuron by at most ``delta``).
+    changes a neuron by at most ``delta``). A layer that carries a share of
+    its input past it (``ModelConfig.skip``) adds that share of the
+    previous layer's coefficients.
 
     Parameters
     ----------
@@ -343,7 +334,9 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
     unique, coefficients, bounds, terms, omitted = _sine_layer(numbers["frequencies"], a, phase, c,
                                                                max_order, tol, max_terms)
     omitted_per_neuron = np.full(a.shape[0], omitted)
+    skip = float(model.config.skip)
     for weight, bias in numbers["hidden"][1:]:
+        before = unique, coefficients, bounds, omitted_per_neuron
         inputs, amplitude, phase, bias, dropped = _carry(unique, coefficients, weight, bias, carried)
         inherited = np.abs(weight) @ omitted_per_neuron
         unique, coefficients, bounds, layer_terms, layer_omitted = _sine_layer(
@@ -351,6 +344,13 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
         )
         terms += layer_terms
         omitted_per_neuron = layer_omitted + dropped + inherited
+        if skip:  # y <- s y + (1 - s) sin(...): the two expansions summed on the union of their frequencies
+            rows, inverse = unique_rows(np.concatenate([before[0], unique]).astype(np.int64))
+            mixed = [np.zeros((len(rows), a.shape[0]), dtype) for dtype in (np.complex128, np.float64)]
+            for total, old, new in zip(mixed, before[1:3], (coefficients, bounds)):
+                np.add.at(total, inverse, np.concatenate([skip * old, (1 - skip) * new]))
+            unique, (coefficients, bounds) = rows, mixed
+            omitted_per_neuron = skip * before[3] + (1 - skip) * omitted_per_neuron
     unique, amplitudes, bound, omitted_output = _through_head(numbers, unique, coefficients, bounds,
                                                               omitted_per_neuron)
     return PredictedSpectrum(unique, amplitudes, bound, terms, omitted_output, max_order, tol)

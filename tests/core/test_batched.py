@@ -80,9 +80,10 @@ def test_each_batched_model_equals_its_single_fit(tmp_path, sampler):
     assert float((results[0].model.input.phases - results[1].model.input.phases).detach().abs().max()) > 1e-3
 
 
-def test_two_hidden_layers_and_a_target_psnr_stop_each_model_at_its_own_step(tmp_path):
+@pytest.mark.parametrize("skip", [0.0, 0.5])
+def test_two_hidden_layers_and_a_target_psnr_stop_each_model_at_its_own_step(tmp_path, skip):
     paths = photos(tmp_path, 3)
-    options = ModelOptions(params=1200, hidden_layers=2)
+    options = ModelOptions(params=1200, hidden_layers=2, skip=skip)
     reached = single(paths[0], tmp_path, TrainConfig(steps=40, device="cpu", seed=0), options).curve[20]["psnr"]
     config = TrainConfig(steps=40, target_psnr=reached, device="cpu", seed=0)
     results = train_batched(prepared(paths, tmp_path, config, options))

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from inrkit.config import DEEP_INPUT_RATIO, DEEP_LATTICE_LR, DEFAULT_LR, ModelOptions, TrainConfig, default_lr
+from inrkit.config import DEEP_INPUT_RATIO, DEEP_LATTICE_LR, DEEP_SKIP, DEFAULT_LR, ModelOptions, TrainConfig, default_lr
 from inrkit.errors import ConfigError
 from inrkit.planning import plan_model
 from inrkit.plugin_types import SignalType
@@ -56,7 +56,15 @@ def test_explicit_choices_win():
     ratio = plan_model(signal, KIND, ModelOptions(params=4000, input_ratio=1.0))
     assert ratio.hidden_layers == 4 and ratio.input_frequencies == ratio.width
     siren = plan_model(signal, KIND, ModelOptions(params=4000, architecture="siren"))
-    assert siren.hidden_layers == 3
+    assert siren.hidden_layers == 3 and siren.skip == 0.0
+    skip = plan_model(signal, KIND, ModelOptions(params=4000, skip=0.25))
+    assert skip.skip == 0.25 and plan_model(signal, KIND, ModelOptions(params=4000, skip=0.0)).skip == 0.0
+
+
+def test_deep_lattice_models_carry_the_default_skip_and_one_layer_none():
+    assert plan_model(grid((64, 64), 3), KIND, ModelOptions(params=6000)).skip == DEEP_SKIP
+    assert plan_model(grid((64, 64), 3), KIND, ModelOptions(params=6000, hidden_layers=1)).skip == 0.0
+    assert plan_model(grid((4000,)), KIND, ModelOptions(params=3000, bandlimit=400)).skip == 0.0
 
 
 @pytest.mark.parametrize("ratio", [0.0, -1.0, math.inf, math.nan])

@@ -148,3 +148,33 @@ def test_planner_maps_outputs_to_the_signal_range():
     signal = Signal.from_grid(values, (50,), data_range=200.0)
     cfg = plan_model(signal, SignalType("t", load=lambda p: signal), ModelOptions(params=300))
     assert cfg.output_offset == pytest.approx((1000.0, 3.0)) and cfg.output_scale == pytest.approx((100.0, 1.0))
+
+
+def test_skip_layers_match_a_float64_numpy_forward():
+    """``y <- s y + (1 - s) sin(omega_g (W y + b))`` after the first bounded layer, written out in numpy."""
+    import numpy as np
+
+    config = ModelConfig(dims=2, out_channels=2, input_frequencies=6, width=5, hidden_layers=3, bandlimit=(8, 8),
+                         low_bandlimit=(3, 3), skip=0.3, seed=4)
+    model = build_model(config).double()
+    coords = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
+    x = coords.numpy()
+    omega = model.input.frequencies.numpy() * 2 * np.pi / config.period
+    y = np.sin(x @ omega.T + model.input.phases.detach().numpy())
+    for index, layer in enumerate(model.hidden):
+        update = np.sin(config.omega_g * (y @ layer.weight.detach().numpy().T + layer.bias.detach().numpy()))
+        y = update if index == 0 else 0.3 * y + 0.7 * update
+    expected = y @ model.head.weight.detach().numpy().T + model.head.bias.detach().numpy()
+    assert np.allclose(model(coords).detach().numpy(), expected, atol=1e-12)
+    assert torch.allclose(model.from_basis(*model.input.basis(coords)), model(coords), atol=1e-12)
+    plain = build_model(ModelConfig(**{**config.to_dict(), "skip": 0.0})).double()
+    assert not torch.allclose(plain(coords), model(coords), atol=1e-3)  # the same weights without the skip differ
+
+
+@pytest.mark.parametrize("architecture, skip", [("lattice", 1.0), ("lattice", -0.1), ("siren", 0.5)])
+def test_skip_outside_its_range_or_on_another_architecture_is_refused(architecture, skip):
+    from inrkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="skip must be in"):
+        ModelConfig(dims=2, out_channels=1, input_frequencies=4, width=4, hidden_layers=2, bandlimit=(4, 4),
+                    low_bandlimit=(2, 2), architecture=architecture, skip=skip)

@@ -258,3 +258,23 @@ def test_row_steps_are_float16_when_they_can_be_and_the_file_shrinks():
     entry = next(t for t in header["tensors"] if t["name"] == "hidden.0.weight")
     assert entry["steps"] == "f2"
     assert torch.equal(tensors["hidden.0.weight"], quantised_state(state, plan)["hidden.0.weight"])
+
+
+def test_a_packed_skip_model_is_rebuilt_with_its_skip(tmp_path):
+    """The header carries ``skip`` (a non-default model key): the loaded model mixes its layers as the packed one."""
+    from inrkit.packing import load_packed_run
+
+    config = ModelConfig(dims=2, out_channels=3, input_frequencies=12, width=8, hidden_layers=3, bandlimit=(6, 6),
+                         low_bandlimit=(2, 2), skip=0.5)
+    model = build_model(config)
+    state = model.state_dict()
+    plan = default_plan(state, 10, "tensor")
+    path = tmp_path / "skip.inr"
+    path.write_bytes(pack(state, {"format": RUN_FORMAT, "model": config.to_dict(), "signal": SIGNAL, "loss": "mse"},
+                          plan, "range"))
+    run = load_packed_run(path)
+    assert run.model_config.skip == 0.5
+    coords = torch.rand(64, 2) * 2 - 1
+    expected = build_model(config)
+    expected.load_state_dict(quantised_state(state, plan))
+    assert torch.equal(run.model(coords), expected(coords))

@@ -158,6 +158,7 @@ WRONG = [
     ("width bool", _set("model", "width", True), "model.width"),
     ("bandlimit length", _set("model", "bandlimit", [4]), "model.bandlimit"),
     ("low_fraction", _set("model", "low_fraction", 2.5), "model.low_fraction"),
+    ("skip", _set("model", "skip", 1.0), "model.skip"),
     ("architecture", _set("model", "architecture", ["lattice"]), "model.architecture"),
     ("bound_mode", _set("model", "bound_mode", "clip"), "model.bound_mode"),
     ("omega_g", _set("model", "omega_g", "30"), "model.omega_g"),

@@ -187,10 +187,12 @@ def test_refusals():
             predict_spectrum(build_peer(config))
 
 
-def test_deeper_model_prediction_is_truncated_but_close():
-    """Two hidden layers: carried frequencies and orders truncated; agreement within 2e-3 of the peak."""
+@pytest.mark.parametrize("skip", [0.0, 0.5])
+def test_deeper_model_prediction_is_truncated_but_close(skip):
+    """Two hidden layers (the second carrying ``skip`` of its input past it): carried frequencies and orders
+    truncated; agreement with the FFT within 2e-3 of the peak."""
     cfg = ModelConfig(dims=1, out_channels=1, input_frequencies=3, width=4, hidden_layers=2, bandlimit=(12,),
-                      low_bandlimit=(12,), c_low=0.6, c_high=0.6)
+                      low_bandlimit=(12,), c_low=0.6, c_high=0.6, skip=skip)
     model = SinusoidalINR(cfg, torch.tensor([[1], [3], [7]])).double()
     with torch.no_grad():
         for layer in model.hidden:
