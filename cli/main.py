@@ -143,7 +143,7 @@ def fit(
     params: Annotated[Optional[int], typer.Option(help="Largest number of stored parameters (frozen frequencies included); widths follow.")] = None,
     width: Annotated[Optional[int], typer.Option(help="Hidden width n (with --input-frequencies; overrides --params).")] = None,
     input_frequencies: Annotated[Optional[int], typer.Option(help="Number m of input (lattice) frequencies.")] = None,
-    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers (lattice: 4 for images and other 2-D signals, else 1, and 1 with pruning; siren, finer, ffn: 3; hashgrid: 2, as in their papers).")] = None,
+    hidden_layers: Annotated[Optional[int], typer.Option(help="Hidden layers (lattice: 4 for images and other 2-D signals, 3 for audio and other 1-D signals when at least 40 wide (else 1), else 1, and 1 with pruning; siren, finer, ffn: 3; hashgrid: 2, as in their papers).")] = None,
     input_ratio: Annotated[Optional[float], typer.Option(help="m / n when widths follow from --params (default 1 with one hidden layer, 1.5 with more).")] = None,
     architecture: Annotated[str, typer.Option(help="lattice (the method), or a baseline at the same --params with its paper's settings: uniform; siren (Sitzmann et al., NeurIPS 2020); finer (Liu et al., CVPR 2024); ffn, Gaussian Fourier features + ReLU MLP (Tancik et al., NeurIPS 2020); hashgrid, multiresolution hash encoding + tiny MLP (Mueller et al., SIGGRAPH 2022).")] = _MODEL.architecture,
     bandlimit: Annotated[Optional[str], typer.Option(help="Largest lattice frequency B: one for all axes, one per axis (40,40,8), or 'auto' (from the signal's spectrum and the model size); default: the signal type's.")] = None,

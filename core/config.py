@@ -369,8 +369,7 @@ class ModelOptions:
         wider support counts for a deeper model:
         :func:`inrkit.spectral_init.choose_sampling`), else ``box``.
     skip:
-        As in :class:`ModelConfig`; None: :data:`DEEP_SKIP` for a lattice or uniform model of more than one hidden
-        layer, else 0.
+        As in :class:`ModelConfig`; None: :data:`DEEP_SKIP` for deep models at least :data:`SKIP_MIN_WIDTH` wide.
     siren_omega0:
         First-layer omega_0 of ``siren`` and ``finer``; None follows the
         signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in
@@ -400,21 +399,22 @@ class ModelOptions:
     seed: int = ModelConfig.seed
 
 
-#: Hidden layers of the SIREN baseline when none are given (its paper's 3).
-SIREN_HIDDEN_LAYERS = 3
 #: Hidden layers of each baseline when none are given, from its paper: SIREN and FINER 3 (after the first sine
 #: layer), FFN 3 ReLU layers (its "4-layer" MLP counts the output), hashgrid 2 (Instant-NGP's tiny MLP).
+SIREN_HIDDEN_LAYERS = 3
 DEFAULT_HIDDEN_LAYERS = {"siren": SIREN_HIDDEN_LAYERS, "finer": 3, "ffn": 3, "hashgrid": 2}
 #: Bounded hidden layers of the lattice (and uniform) model when none are given, by the signal's number of
-#: dimensions; dimensions not listed get 1. Measured at a quarter of the sample values in parameters
-#: (benchmarks/README.md, "Levers" and "Peers"): on photos (2-D) a second layer gained 0.2-3.0 dB PSNR at equal
-#: steps, and four layers (at :data:`DEEP_LATTICE_LR`) gained another -0.1 to +2.3 dB over two at 60 s on six
-#: photos (``benchmarks/peers.py --archs lattice-4L lattice-2L``); on audio (1-D) a second layer lost 1-10 dB SNR.
-LATTICE_HIDDEN_LAYERS: dict[int, int] = {2: 4}
-#: ``m / n`` of a lattice model with more than one hidden layer when ``--input-ratio`` is not given (one layer:
-#: ``inrkit.sizing.DEFAULT_INPUT_RATIO``). With two layers, 1.5 beat 1.0 on all four photos at equal steps
-#: (+0.1 to +0.8 dB) and 0.7 lost; with one layer 1.0 stays (2.0 and 0.5 lost on photos and audio).
+#: dimensions (others get 1). At a quarter of the sample values in parameters (benchmarks/README.md, "Levers",
+#: "Peers"): on photos a second layer gained 0.2-3.0 dB PSNR at equal steps, four (at :data:`DEEP_LATTICE_LR`)
+#: another -0.1 to +2.3 dB at 60 s on six photos; on audio three with the skip gained (a plain stack lost).
+LATTICE_HIDDEN_LAYERS: dict[int, int] = {1: 3, 2: 4}
+#: Dimensions whose deep default holds only with the skip (audio: a plain second layer lost 1-10 dB SNR); a model
+#: too narrow for :data:`DEEP_SKIP` (under :data:`SKIP_MIN_WIDTH`) keeps one hidden layer there.
+DEPTH_NEEDS_SKIP = (1,)
+#: ``m / n`` of a deep lattice model when ``--input-ratio`` is not given (one layer: ``sizing.DEFAULT_INPUT_RATIO``).
+#: With two layers 1.5 beat 1.0 on four photos (+0.1 to +0.8 dB at equal steps), 0.7 lost; one layer keeps 1.0.
 DEEP_INPUT_RATIO = 1.5
-#: Share of its input each bounded layer after the first carries past it (``ModelConfig.skip``) in a lattice model
-#: of more than one hidden layer, when ``--skip`` is not given.
-DEEP_SKIP = 0.0
+#: ``ModelConfig.skip`` of a lattice model of more than one hidden layer, at least :data:`SKIP_MIN_WIDTH` wide, when
+#: ``--skip`` is not given: +0.8 to +1.7 dB on five photos, four layers of 51, 1,500 steps (benchmarks/README.md).
+DEEP_SKIP = 0.5
+SKIP_MIN_WIDTH = 40  # narrower deep models keep the plain stack: at 28-29 neurons the skip gave -1.4 to +0.1 dB

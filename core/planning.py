@@ -16,6 +16,8 @@ from inrkit.config import (
     ARCHITECTURES,
     DEEP_INPUT_RATIO,
     DEEP_SKIP,
+    DEPTH_NEEDS_SKIP,
+    SKIP_MIN_WIDTH,
     DEFAULT_HIDDEN_LAYERS,
     INPUT_SAMPLINGS,
     LATTICE_ARCHITECTURES,
@@ -49,7 +51,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         Nyquist, explicit widths over the budget...).
     """
     layers = _check_options(options)
-    layers, options = _shape(signal, options, layers)
+    layers, options = _shape(signal, signal_type, options, layers)
     if options.architecture in PEER_ARCHITECTURES:
         return _plan_peer(signal, signal_type, options, layers)
     siren = options.architecture == "siren"
@@ -79,7 +81,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
         input_sampling=_sampling(signal, options, bandlimit, layers),
-        skip=_skip(options, layers),
+        skip=_skip(options, layers, width),
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
@@ -122,25 +124,35 @@ def _plan_peer(signal: Signal, signal_type: SignalType, options: ModelOptions, l
     )
 
 
-def _shape(signal: Signal, options: ModelOptions, layers: int) -> tuple[int, ModelOptions]:
+def _shape(signal: Signal, signal_type: SignalType, options: ModelOptions, layers: int) -> tuple[int, ModelOptions]:
     """Hidden layers and ``m / n`` where the user gave none.
 
-    The lattice model's depth follows the signal's dimension (:data:`LATTICE_HIDDEN_LAYERS`); its ``m / n`` is
-    :data:`DEFAULT_INPUT_RATIO` with one hidden layer and :data:`DEEP_INPUT_RATIO` with more. Baselines: 1.
+    The lattice model's depth follows the signal's dimension (:data:`LATTICE_HIDDEN_LAYERS`), except that the
+    dimensions of :data:`DEPTH_NEEDS_SKIP` keep one layer where the deep model would be too narrow for the skip;
+    its ``m / n`` is :data:`DEFAULT_INPUT_RATIO` with one hidden layer and :data:`DEEP_INPUT_RATIO` with more.
+    Baselines: 1.
     """
     lattice = options.architecture in LATTICE_ARCHITECTURES
     if lattice and options.hidden_layers is None:
         layers = LATTICE_HIDDEN_LAYERS.get(signal.dims, 1)
+        if layers > 1 and signal.dims in DEPTH_NEEDS_SKIP and options.skip is None:
+            ratio = DEEP_INPUT_RATIO if options.input_ratio is None else options.input_ratio
+            try:
+                _, width = _widths(signal, signal_type, replace(options, input_ratio=ratio), layers)
+            except ConfigError:  # too small a budget for the deep model: one layer says so itself, if it must
+                width = 0
+            layers = layers if width >= SKIP_MIN_WIDTH else 1
     if options.input_ratio is None:
         ratio = DEEP_INPUT_RATIO if lattice and layers > 1 else DEFAULT_INPUT_RATIO
         options = replace(options, input_ratio=ratio)
     return layers, options
 
 
-def _skip(options: ModelOptions, layers: int) -> float:
-    """The share each deeper bounded layer carries past it: the user's, else :data:`DEEP_SKIP` when there are any."""
+def _skip(options: ModelOptions, layers: int, width: int) -> float:
+    """The share each deeper bounded layer carries past it: the user's, else :data:`DEEP_SKIP` for layers of at
+    least :data:`SKIP_MIN_WIDTH` neurons after the first."""
     if options.skip is None:
-        return DEEP_SKIP if layers > 1 else 0.0
+        return DEEP_SKIP if layers > 1 and width >= SKIP_MIN_WIDTH else 0.0
     if options.skip and layers == 1:
         raise ConfigError(f"--skip {options.skip:g} mixes the bounded layers after the first, and this model has one "
                           "hidden layer; drop --skip or give --hidden-layers 2 or more")
