@@ -152,7 +152,8 @@ def _skip(options: ModelOptions, layers: int, width: int) -> float:
     """The share each deeper bounded layer carries past it: the user's, else :data:`DEEP_SKIP` for layers of at
     least :data:`SKIP_MIN_WIDTH` neurons after the first."""
     if options.skip is None:
-        return DEEP_SKIP if layers > 1 and width >= SKIP_MIN_WIDTH else 0.0
+        lattice = options.architecture in LATTICE_ARCHITECTURES
+        return DEEP_SKIP if lattice and layers > 1 and width >= SKIP_MIN_WIDTH else 0.0
     if options.skip and layers == 1:
         raise ConfigError(f"--skip {options.skip:g} mixes the bounded layers after the first, and this model has one "
                           "hidden layer; drop --skip or give --hidden-layers 2 or more")

@@ -56,7 +56,9 @@ def test_explicit_choices_win():
     ratio = plan_model(signal, KIND, ModelOptions(params=4000, input_ratio=1.0))
     assert ratio.hidden_layers == 4 and ratio.input_frequencies == ratio.width
     siren = plan_model(signal, KIND, ModelOptions(params=4000, architecture="siren"))
-    assert siren.hidden_layers == 3 and siren.skip == 0.0
+    assert siren.hidden_layers == 3
+    for architecture in ("siren", "finer", "ffn", "hashgrid"):  # wide enough for the skip, which is the lattice's
+        assert plan_model(grid((64, 64), 3), KIND, ModelOptions(params=12000, architecture=architecture)).skip == 0.0
     skip = plan_model(signal, KIND, ModelOptions(params=4000, skip=0.25))
     assert skip.skip == 0.25 and plan_model(signal, KIND, ModelOptions(params=4000, skip=0.0)).skip == 0.0
 

@@ -31,9 +31,9 @@ runner = CliRunner()
 DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 
 
-def _model(dims=2, m=40, n=30, channels=3, layers=1, mode="project", seed=0):
+def _model(dims=2, m=40, n=30, channels=3, layers=1, mode="project", seed=0, skip=0.0):
     config = ModelConfig(dims=dims, out_channels=channels, input_frequencies=m, width=n, hidden_layers=layers,
-                         bandlimit=(12,) * dims, low_bandlimit=(4,) * dims, bound_mode=mode, seed=seed,
+                         bandlimit=(12,) * dims, low_bandlimit=(4,) * dims, bound_mode=mode, seed=seed, skip=skip,
                          output_offset=(0.1,) * channels, output_scale=(0.7,) * channels)
     return build_model(config)
 
@@ -74,9 +74,9 @@ def test_removing_constant_hidden_neurons_is_exact():
     assert torch.all(hidden_importance(model)[[2, 9]] == 0)
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_input_importance_bounds_the_change_of_removing_a_neuron(layers):
-    model = _model(layers=layers)
+@pytest.mark.parametrize("layers, skip", [(1, 0.0), (2, 0.0), (3, 0.5)])
+def test_input_importance_bounds_the_change_of_removing_a_neuron(layers, skip):
+    model = _model(layers=layers, skip=skip)
     coords = _coords(count=5000)
     full = evaluate(model, coords)
     scores = input_importance(model)
