@@ -4,7 +4,8 @@ Every architecture is built by ``inrkit fit --architecture NAME --params P``
 (the same planner, trainer, loss and sampler as the CLI) and trained back to
 back in this one process for the same training seconds:
 
-* ``lattice``: inrkit's default as shipped (``--bandlimit auto``; images: four hidden layers at lr 1e-3);
+* ``lattice``: inrkit's default as shipped (``--bandlimit auto``; images four, audio three hidden layers at lr 1e-3,
+  with the skip where they are at least 40 wide);
 * ``lattice-4L`` / ``lattice-2L`` (``--archs``): inrkit with four hidden layers at lr 1e-3, or two at 2e-3;
 * ``siren``: Sitzmann et al. 2020, 3 hidden layers, first-layer omega0 30 (images, SDF) / 3000 (audio);
 * ``finer``: Liu et al., CVPR 2024, SIREN's layout with sin(omega (|z| + 1) z);
