@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from inrkit.events import FitEnded, FitStarted, StepEnded, TrainSettings
 from inrkit.metrics import psnr_from_mse
-from inrkit.model import SinusoidalINR, stored_parameter_count
+from inrkit.model import SinusoidalINR, carry_past, stored_parameter_count
 from inrkit.optim import Adam
 from inrkit.plugin_types import FitContext, SamplerContext
 from inrkit.signal import Batch
@@ -176,7 +176,7 @@ class _Stack:
         features = torch.sin(pre + (omega * self.biases[0]).unsqueeze(1))
         for weight, bias in zip(self.weights[1:], self.biases[1:]):
             update = torch.sin(torch.bmm(features, (weight * omega).transpose(1, 2)) + (omega * bias).unsqueeze(1))
-            features = torch.lerp(update, features, self.skip) if self.skip else update
+            features = carry_past(update, features, self.skip)
         head = torch.baddbmm(self.head_bias.unsqueeze(1), features, self.head_weight.transpose(1, 2))
         return torch.addcmul(self.offset.unsqueeze(1), head, self.scale.unsqueeze(1))
 

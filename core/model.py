@@ -174,6 +174,11 @@ class BoundedSine(nn.Module):
         return torch.sin(inputs @ self.scaled_weight().T + self.omega_g * self.bias)
 
 
+def carry_past(update: torch.Tensor, features: torch.Tensor, skip: float) -> torch.Tensor:
+    """``skip * features + (1 - skip) * update``: a bounded layer's output with ``skip`` of its input carried past it."""
+    return torch.lerp(update, features, skip) if skip else update
+
+
 class OutputMap(nn.Module):
     """Per-channel ``offset + scale * y`` after the linear head (buffers, saved with the model)."""
 
@@ -229,10 +234,8 @@ class SinusoidalINR(nn.Module):
 
     def _after_first(self, features: torch.Tensor) -> torch.Tensor:
         """The deeper bounded layers (each carrying ``config.skip`` of its input past it) and the head."""
-        skip = self.config.skip
         for layer in self.hidden[1:]:
-            update = layer(features)
-            features = torch.lerp(update, features, skip) if skip else update
+            features = carry_past(layer(features), features, self.config.skip)
         return self.output(self.head(features))
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,7 @@ def _shape(signal: Signal, signal_type: SignalType, options: ModelOptions, layer
                 _, width = _widths(signal, signal_type, replace(options, input_ratio=ratio), layers)
             except ConfigError:  # too small a budget for the deep model: one layer says so itself, if it must
                 width = 0
-            layers = layers if width >= SKIP_MIN_WIDTH else 1
+            layers = layers if _skip(options, layers, width) else 1
     if options.input_ratio is None:
         ratio = DEEP_INPUT_RATIO if lattice and layers > 1 else DEFAULT_INPUT_RATIO
         options = replace(options, input_ratio=ratio)
