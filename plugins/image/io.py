@@ -113,7 +113,14 @@ def to_pixels(values: torch.Tensor, shape: tuple[int, int], metadata: dict[str, 
     return Image.fromarray(quantised, mode=mode)
 
 
+#: Formats Pillow registers before it imports its other plugins (``Image.preinit``); anything else asks
+#: ``Image.registered_extensions``, which imports all of them (20-40 ms, the AVIF plugin among them).
+_EARLY_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF", ".ppm": "PPM"}
+
+
 def save_image(image: Image.Image, path: Path) -> None:
     """Write ``image`` atomically; the format follows the extension."""
+    suffix = Path(path).suffix.lower()
+    image_format = _EARLY_FORMATS.get(suffix) or Image.registered_extensions().get(suffix, "PNG")
     with atomic_output(path) as temporary:
-        image.save(temporary, format=Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))
+        image.save(temporary, format=image_format)
