@@ -201,3 +201,23 @@ def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
     # A replanned file no better than rounding alone is not kept: the rounding-only state and plan come back.
     _, plan, facts = _replan(judge, state, "tensor", budget, before, {"psnr_before": 1e9}, [])
     assert not facts["kept"] and plan is before[1]
+
+
+def test_search_from_a_bit_above_is_never_larger_and_still_reaches_the_goal(packed):
+    from inrkit.packjob import Judge, search_plan
+
+    _, source, run_dir = packed
+    run = load_run(run_dir)
+    coords = grid_coordinates([20, 24], run.signal["extent"])
+    pixels = torch.from_numpy(np.asarray(Image.open(source), dtype=np.float32).reshape(-1, 1) / 255 * 2 - 1)
+    judge = Judge(run.model, coords, pixels, 2.0, run.config)
+    state = {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items()}
+    goal = judge.psnr(state) - 0.3
+    plain = search_plan(judge, state, "tensor", min_psnr=goal, headroom=False)
+    found = search_plan(judge, state, "tensor", min_psnr=goal)
+    assert found.psnr >= goal and found.size <= plain.size
+    assert found.psnr == pytest.approx(judge.psnr(quantised_state(state, found.plan)))
+    first = min(depth for entry in plain.path if len(set(entry["bits"].values())) == 1 and entry["psnr"] >= goal
+                for depth in entry["bits"].values())  # the first uniform depth that holds
+    above = [entry for entry in found.path if set(entry["bits"].values()) == {first + 1}]
+    assert above and not [entry for entry in plain.path if set(entry["bits"].values()) == {first + 1}]
