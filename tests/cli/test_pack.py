@@ -203,7 +203,7 @@ def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
     assert not facts["kept"] and plan is before[1]
 
 
-def test_search_from_a_bit_above_is_never_larger_and_still_reaches_the_goal(packed):
+def test_search_from_a_bit_past_the_first_depth_is_never_worse_and_still_meets_the_goal(packed):
     from inrkit.packjob import Judge, search_plan
 
     _, source, run_dir = packed
@@ -221,3 +221,14 @@ def test_search_from_a_bit_above_is_never_larger_and_still_reaches_the_goal(pack
                 for depth in entry["bits"].values())  # the first uniform depth that holds
     above = [entry for entry in found.path if set(entry["bits"].values()) == {first + 1}]
     assert above and not [entry for entry in plain.path if set(entry["bits"].values()) == {first + 1}]
+    # A size: the walk up also starts from one bit below the largest uniform depth that fits.
+    from inrkit.packing import default_plan
+
+    budget = judge.measure(state, default_plan(state, first - 2))[0] + 8
+    plain = search_plan(judge, state, "tensor", max_size=budget, headroom=False)
+    found = search_plan(judge, state, "tensor", max_size=budget)
+    assert found.size <= budget and found.psnr >= plain.psnr
+    assert found.psnr == pytest.approx(judge.psnr(quantised_state(state, found.plan)))
+    fits = max(depth for entry in plain.path if len(set(entry["bits"].values())) == 1 and entry["bytes"] <= budget
+               for depth in entry["bits"].values())
+    assert fits > 2 and [entry for entry in found.path if set(entry["bits"].values()) == {fits - 1}]
