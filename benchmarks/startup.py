@@ -81,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--before", type=Path, help="virtual environment of the installation to compare with")
+    parser.add_argument("--before-name", default="before", help="its name in the table (e.g. what differs in it)")
     parser.add_argument("--parts", action="store_true", help="also break one fit of each down with cProfile")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "startup_cpu")
     args = parser.parse_args()
     venvs = {"now": Path(sys.prefix)}
     if args.before:
-        venvs = {"before": args.before, **venvs}
+        venvs = {args.before_name: args.before, **venvs}
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
     times: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch_dir:

@@ -24,6 +24,8 @@ from inrkit import __version__
 from inrkit.config import (
     DEEP_LATTICE_LR,
     DEEP_SKIP,
+    DEEP_SKIP_BY_DIMS,
+    SKIP_MIN_WIDTH,
     DEFAULT_LR,
     FIT_STEPS,
     LR_DECAY_DIVISOR,
@@ -152,7 +154,7 @@ def fit(
     c_high: Annotated[float, typer.Option(help="Bound on hidden weights of high-frequency columns.")] = _MODEL.c_high,
     bound_mode: Annotated[str, typer.Option(help="project (clamp after each step) or tanh (reparametrised).")] = _MODEL.bound_mode,
     input_sampling: Annotated[str, typer.Option(help="How the lattice model draws its input frequencies: box (a dense low block, the rest uniform in the bandlimit box), spectrum (where the signal's smoothed spectrum has its energy; gridded signals, others keep box) or auto (spectrum when the signal's spectrum is concentrated: music, textures).")] = _MODEL.input_sampling,
-    skip: Annotated[Optional[float], typer.Option(help=f"Share of its input each bounded layer after the first carries past it, y <- s y + (1 - s) sin(...), in [0, 1) (default {DEEP_SKIP:g} with more than one hidden layer; lattice and uniform models).")] = None,
+    skip: Annotated[Optional[float], typer.Option(help=f"Share of its input each bounded layer after the first carries past it, y <- s y + (1 - s) sin(...), in [0, 1) (default with more than one hidden layer at least {SKIP_MIN_WIDTH} wide: {DEEP_SKIP:g}, {', '.join(f'{v:g} for {d}D signals' for d, v in DEEP_SKIP_BY_DIMS.items())}; lattice and uniform models).")] = None,
     siren_omega0: Annotated[Optional[float], typer.Option(help="First-layer omega_0 of --architecture siren and finer (default: follows the signal, as in the SIREN paper: 30 for images, 3000 for audio).")] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Stop after this many steps (default {FIT_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,

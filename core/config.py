@@ -369,7 +369,7 @@ class ModelOptions:
         wider support counts for a deeper model:
         :func:`inrkit.spectral_init.choose_sampling`), else ``box``.
     skip:
-        As in :class:`ModelConfig`; None: :data:`DEEP_SKIP` for deep models at least :data:`SKIP_MIN_WIDTH` wide.
+        As in :class:`ModelConfig`; None: :data:`DEEP_SKIP_BY_DIMS` for deep models at least :data:`SKIP_MIN_WIDTH` wide.
     siren_omega0:
         First-layer omega_0 of ``siren`` and ``finer``; None follows the
         signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in
@@ -414,7 +414,7 @@ DEPTH_NEEDS_SKIP = (1,)
 #: ``m / n`` of a deep lattice model when ``--input-ratio`` is not given (one layer: ``sizing.DEFAULT_INPUT_RATIO``).
 #: With two layers 1.5 beat 1.0 on four photos (+0.1 to +0.8 dB at equal steps), 0.7 lost; one layer keeps 1.0.
 DEEP_INPUT_RATIO = 1.5
-#: ``ModelConfig.skip`` of a lattice model of more than one hidden layer, at least :data:`SKIP_MIN_WIDTH` wide, when
-#: ``--skip`` is not given: +0.8 to +1.7 dB on five photos, four layers of 51, 1,500 steps (benchmarks/README.md).
-DEEP_SKIP = 0.5
+#: ``ModelConfig.skip`` of a wide deep lattice model without ``--skip``, by dimensions (others 0.5): on photos 0.5
+#: gained 0.8-1.7 dB over none and 0.6 another 0.01-0.86 (0.7 lost on coffee); on speech 0.6 lost 0.6 dB to 0.5.
+DEEP_SKIP, DEEP_SKIP_BY_DIMS = 0.5, {2: 0.6}
 SKIP_MIN_WIDTH = 40  # narrower deep models keep the plain stack: at 28-29 neurons the skip gave -1.4 to +0.1 dB

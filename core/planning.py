@@ -16,6 +16,7 @@ from inrkit.config import (
     ARCHITECTURES,
     DEEP_INPUT_RATIO,
     DEEP_SKIP,
+    DEEP_SKIP_BY_DIMS,
     DEPTH_NEEDS_SKIP,
     SKIP_MIN_WIDTH,
     DEFAULT_HIDDEN_LAYERS,
@@ -81,7 +82,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         omega_g=options.omega_g,
         bound_mode=options.bound_mode,
         input_sampling=_sampling(signal, options, bandlimit, layers),
-        skip=_skip(options, layers, width),
+        skip=_skip(options, layers, width, signal.dims),
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
@@ -141,19 +142,24 @@ def _shape(signal: Signal, signal_type: SignalType, options: ModelOptions, layer
                 _, width = _widths(signal, signal_type, replace(options, input_ratio=ratio), layers)
             except ConfigError:  # too small a budget for the deep model: one layer says so itself, if it must
                 width = 0
-            layers = layers if _skip(options, layers, width) else 1
+            layers = layers if _skip(options, layers, width, signal.dims) else 1
     if options.input_ratio is None:
         ratio = DEEP_INPUT_RATIO if lattice and layers > 1 else DEFAULT_INPUT_RATIO
         options = replace(options, input_ratio=ratio)
     return layers, options
 
 
-def _skip(options: ModelOptions, layers: int, width: int) -> float:
-    """The share each deeper bounded layer carries past it: the user's, else :data:`DEEP_SKIP` for layers of at
-    least :data:`SKIP_MIN_WIDTH` neurons after the first."""
+def deep_skip(dims: int) -> float:
+    """The default skip of a wide deep lattice model of a ``dims``-dimensional signal (:data:`DEEP_SKIP_BY_DIMS`)."""
+    return DEEP_SKIP_BY_DIMS.get(dims, DEEP_SKIP)
+
+
+def _skip(options: ModelOptions, layers: int, width: int, dims: int) -> float:
+    """The share each deeper bounded layer carries past it: the user's, else :func:`deep_skip` of the signal's
+    dimensions for layers of at least :data:`SKIP_MIN_WIDTH` neurons after the first."""
     if options.skip is None:
         lattice = options.architecture in LATTICE_ARCHITECTURES
-        return DEEP_SKIP if lattice and layers > 1 and width >= SKIP_MIN_WIDTH else 0.0
+        return deep_skip(dims) if lattice and layers > 1 and width >= SKIP_MIN_WIDTH else 0.0
     if options.skip and layers == 1:
         raise ConfigError(f"--skip {options.skip:g} mixes the bounded layers after the first, and this model has one "
                           "hidden layer; drop --skip or give --hidden-layers 2 or more")
@@ -313,4 +319,4 @@ def output_map(signal: Signal) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(((low_values + high_values) / 2).tolist()), tuple(half_range.tolist())
 
 
-__all__ = ["MIN_DEFAULT_PARAMS", "default_params", "output_map", "plan_model"]
+__all__ = ["MIN_DEFAULT_PARAMS", "deep_skip", "default_params", "output_map", "plan_model"]

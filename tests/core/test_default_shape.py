@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from inrkit.config import DEEP_INPUT_RATIO, DEEP_LATTICE_LR, DEEP_SKIP, DEFAULT_LR, SKIP_MIN_WIDTH, ModelOptions, TrainConfig, default_lr
+from inrkit.config import DEEP_INPUT_RATIO, DEEP_LATTICE_LR, DEFAULT_LR, SKIP_MIN_WIDTH, ModelOptions, TrainConfig, default_lr
 from inrkit.errors import ConfigError
 from inrkit.planning import plan_model
 from inrkit.plugin_types import SignalType
@@ -65,7 +65,7 @@ def test_explicit_choices_win():
 
 def test_audio_goes_deep_only_where_the_skip_applies():
     wide = plan_model(grid((32000,)), KIND, ModelOptions(params=8000, bandlimit=400))
-    assert (wide.hidden_layers, wide.skip, default_lr(wide)) == (3, DEEP_SKIP, DEEP_LATTICE_LR)
+    assert (wide.hidden_layers, wide.skip, default_lr(wide)) == (3, 0.5, DEEP_LATTICE_LR)
     assert wide.width >= SKIP_MIN_WIDTH
     # 5,000 numbers in three layers would be under SKIP_MIN_WIDTH wide: a plain deep stack lost on audio, so one layer
     narrow = plan_model(grid((32000,)), KIND, ModelOptions(params=5000, bandlimit=400))
@@ -76,7 +76,7 @@ def test_audio_goes_deep_only_where_the_skip_applies():
 
 def test_deep_lattice_models_carry_the_default_skip_when_wide_enough_and_one_layer_none():
     wide = plan_model(grid((64, 64), 3), KIND, ModelOptions(params=12000))
-    assert wide.width >= SKIP_MIN_WIDTH and wide.skip == DEEP_SKIP > 0
+    assert wide.width >= SKIP_MIN_WIDTH and wide.skip == 0.6  # photos: 0.6, audio 0.5 (above)
     narrow = plan_model(grid((64, 64), 3), KIND, ModelOptions(params=4000))
     assert narrow.hidden_layers == 4 and narrow.width < SKIP_MIN_WIDTH and narrow.skip == 0.0
     assert plan_model(grid((64, 64), 3), KIND, ModelOptions(params=12000, hidden_layers=1)).skip == 0.0
