@@ -181,16 +181,23 @@ def test_bad_options_get_one_line(packed, tmp_path):
     assert torch.is_tensor(load_run(run / "model.inr").model.input.phases)
 
 
-def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
-    from inrkit.packing import default_plan, pack
-    from inrkit.packjob import SEARCH_CODER, Judge, _replan
+def _judged(packed):
+    """The packed fixture's run, a :class:`~inrkit.packjob.Judge` of it against its pixels, and its state."""
+    from inrkit.packjob import Judge
 
     _, source, run_dir = packed
     run = load_run(run_dir)
     coords = grid_coordinates([20, 24], run.signal["extent"])
     pixels = torch.from_numpy(np.asarray(Image.open(source), dtype=np.float32).reshape(-1, 1) / 255 * 2 - 1)
-    judge = Judge(run.model, coords, pixels, 2.0, run.config)
     state = {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items()}
+    return run, Judge(run.model, coords, pixels, 2.0, run.config), state
+
+
+def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
+    from inrkit.packing import default_plan, pack
+    from inrkit.packjob import SEARCH_CODER, _replan
+
+    run, judge, state = _judged(packed)
     budget = len(pack(state, run.config, default_plan(state, 12), SEARCH_CODER)) - 40  # a 12-bit plan is over it
     before = (state, default_plan(state, 3))
     path: list = []
@@ -204,14 +211,9 @@ def test_finished_weights_over_the_budget_are_replanned_not_thrown_away(packed):
 
 
 def test_search_from_a_bit_past_the_first_depth_is_never_worse_and_still_meets_the_goal(packed):
-    from inrkit.packjob import Judge, search_plan
+    from inrkit.packjob import search_plan
 
-    _, source, run_dir = packed
-    run = load_run(run_dir)
-    coords = grid_coordinates([20, 24], run.signal["extent"])
-    pixels = torch.from_numpy(np.asarray(Image.open(source), dtype=np.float32).reshape(-1, 1) / 255 * 2 - 1)
-    judge = Judge(run.model, coords, pixels, 2.0, run.config)
-    state = {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items()}
+    _, judge, state = _judged(packed)
     goal = judge.psnr(state) - 0.3
     plain = search_plan(judge, state, "tensor", min_psnr=goal, headroom=False)
     found = search_plan(judge, state, "tensor", min_psnr=goal)
