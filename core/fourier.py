@@ -113,12 +113,12 @@ def centered(spectrum: np.ndarray, radius: int | Sequence[int]) -> np.ndarray:
     """Crop an ``numpy.fft``-ordered spectrum to ``|q_i| <= r_i`` with index ``q + r_i``.
 
     ``radius``: one ``r`` for every axis, or one per axis; axis ``i`` keeps at
-    most ``P_i // 2 - 1``.
+    most ``(P_i - 1) // 2`` (an even ``P_i`` loses its ambiguous bin ``P_i / 2``).
     """
     shape = spectrum.shape[:-1]
     index = []
     for r, samples in zip(per_axis(radius, len(shape)), shape):
-        r = min(r, samples // 2 - 1)
+        r = min(r, (samples - 1) // 2)
         index.append(np.arange(-r, r + 1) % samples)
     return spectrum[np.ix_(*index)]
 
@@ -286,20 +286,24 @@ def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float 
                           max_samples: int = 1 << 22, max_work: float = 5e10) -> float | None:
     """Share of the model's AC energy above the signal's Nyquist frequency (noise it adds).
 
-    Measured by sampling the model over one full period at twice the signal's
-    sampling density on each axis (so frequencies up to twice that axis's
-    Nyquist are seen unaliased), and counting the bins above the Nyquist
-    frequency of some axis (:func:`nyquist_cutoffs`); None when that grid
-    would exceed ``max_samples`` or the evaluation ``max_work`` (samples times
-    stored parameters).
+    Measured by sampling the model over one full period on an odd ``P_i``
+    (``3 c_i + 2`` or ``+ 3``) points per axis, ``c_i`` the axis's Nyquist
+    cutoff (:func:`nyquist_cutoffs`), and counting the bins above the cutoff
+    on some axis. A frequency ``q`` lands on bin ``q mod P_i``, which is
+    above the cutoff exactly when ``q`` is, for every ``|q_i| <= 2 c_i + 1``:
+    frequencies up to twice the Nyquist frequency are classified correctly
+    (those up to 1.5 times it unaliased), with about 0.56x the samples of a
+    grid at twice the signal's density in 2D (0.42x in 3D). None when that
+    grid would exceed ``max_samples`` or the evaluation ``max_work``
+    (samples times stored parameters).
     """
     from inrkit.model import stored_parameter_count
 
-    spacing = tuple(h / 2 for h in grid_spacing(signal.grid_shape, signal.extent))
-    samples = [int(round(period / h)) for h in spacing]
+    cutoffs = nyquist_cutoffs(signal, period)
+    samples = [3 * c + 2 + (c + 1) % 2 for c in cutoffs]  # odd: no ambiguous bin
     count = math.prod(samples)
     if count > max_samples or count * stored_parameter_count(model) > max_work:
         return None
-    spectrum = model_spectrum(model, spacing, signal.dims, period)
-    radius = [n // 2 - 1 for n in samples]
-    return energy_fraction_above(centered(spectrum, radius), nyquist_cutoffs(signal, period))
+    spectrum = model_spectrum(model, tuple(period / n for n in samples), signal.dims, period)
+    radius = [(n - 1) // 2 for n in samples]
+    return energy_fraction_above(centered(spectrum, radius), cutoffs)

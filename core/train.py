@@ -44,13 +44,16 @@ from inrkit.signal import Batch, Signal
 
 #: Largest cached input-layer basis (sin and cos together), in bytes.
 BASIS_CACHE_BYTES = 2 << 30
-#: Most activation values (rows x widest layer) one evaluation chunk or one
-#: automatic mini-batch may hold: 16 M floats, 64 MiB per activation tensor.
+#: Most activation values (rows x widest layer) one evaluation chunk or one automatic mini-batch may hold: 16 M floats.
 ACTIVATION_BUDGET = 1 << 24
-#: Added to the run's seed for the hold-out split's permutation, so that the
-#: split does not draw the same numbers as the model's initialisation or the
-#: sampler (both seeded from the run's seed).
+#: Added to the run's seed for the hold-out split's permutation, so that the split does not draw the same numbers
+#: as the model's initialisation or the sampler (both seeded from the run's seed).
 HOLDOUT_SEED_OFFSET = 7
+
+
+#: Most rows per evaluated chunk on a CPU: a fresh process reuses a few MB instead of mapping new pages per chunk
+#: (the first evaluation of 150,000 points by a default 128x128 model: 0.048 s, against 0.089 s at 65,536 rows).
+CPU_EVALUATION_ROWS = 16384
 
 
 def rows_for(source: torch.nn.Module | ModelConfig, most: int = 1 << 16, least: int = 1024) -> int:
@@ -61,13 +64,7 @@ def rows_for(source: torch.nn.Module | ModelConfig, most: int = 1 << 16, least: 
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; validates explicit names.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown name or a CUDA device that is not there.
-    """
+    """``auto`` -> CUDA when available else CPU; validates explicit names (ConfigError: unknown or absent)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -88,12 +85,12 @@ def resolve_device(name: str) -> torch.device:
 def evaluate(model: torch.nn.Module, coords: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Evaluate ``model`` on ``[N, d]`` coordinates in chunks; returns ``[N, channels]`` on the CPU.
 
-    Memory is bounded by ``chunk`` rows of activations whatever ``N`` is
-    (default: :func:`rows_for` the model, at most 65,536).
+    Memory is bounded by ``chunk`` rows of activations whatever ``N`` is (default: :func:`rows_for`
+    the model, at most 65,536 rows, :data:`CPU_EVALUATION_ROWS` on a CPU).
     """
-    chunk = chunk or rows_for(model)
     reference = next(model.parameters())
     device, dtype = reference.device, reference.dtype
+    chunk = chunk or rows_for(model, most=CPU_EVALUATION_ROWS if device.type == "cpu" else 1 << 16)
     was_training = model.training
     model.eval()
     parts = [model(coords[i : i + chunk].to(device, dtype)).cpu() for i in range(0, coords.shape[0], chunk)]

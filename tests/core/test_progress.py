@@ -108,7 +108,7 @@ def test_evaluation_with_progress_is_bit_for_bit_the_plain_one(recorder, monkeyp
     from inrkit.config import ModelConfig
     from inrkit.model import build_model
 
-    monkeypatch.setattr(train, "rows_for", lambda model: 1000)  # small chunks, for both evaluations
+    monkeypatch.setattr(train, "rows_for", lambda model, **_: 1000)  # small chunks, for both evaluations
     evaluate, rows_for = train.evaluate, train.rows_for
     model = build_model(ModelConfig(dims=2, out_channels=1, input_frequencies=24, width=16, bandlimit=(12, 12),
                                     low_bandlimit=(4, 4)))

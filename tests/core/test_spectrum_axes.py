@@ -89,6 +89,27 @@ def test_noise_above_nyquist_is_counted_per_axis():
     assert noise_energy_fraction(LatticeCosine((0, 12)), signal) == pytest.approx(0.0, abs=1e-12)
 
 
+class Cosines(torch.nn.Module):
+    """``sum_k a_k cos(2 pi q_k . x / p + k)``: one bin pair per term, energy ``a_k^2 / 2`` each."""
+
+    def __init__(self, terms):
+        super().__init__()
+        self.q = torch.tensor([q for q, _ in terms], dtype=torch.float64)
+        self.a = torch.nn.Parameter(torch.tensor([a for _, a in terms], dtype=torch.float64))
+
+    def forward(self, x):
+        phase = 2 * math.pi * (x @ self.q.T) / PERIOD + torch.arange(len(self.a), dtype=torch.float64)
+        return (self.a * torch.cos(phase)).sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("high", [(0, 16), (0, 30), (0, 31), (32, 0), (62, 0), (63, 5)])
+def test_noise_share_is_the_closed_form_up_to_twice_nyquist(high):
+    """Cutoffs (31, 15): a term anywhere up to ``2 c_i + 1`` on an axis is noise, and the share is its energy's."""
+    model = Cosines([((3, 2), 0.8), ((31, 15), 0.5), (high, 0.3)])
+    expected = 0.3**2 / (0.8**2 + 0.5**2 + 0.3**2)
+    assert noise_energy_fraction(model, anisotropic()) == pytest.approx(expected, rel=1e-9)
+
+
 def test_per_axis_cutoffs_and_reach():
     spectrum = np.zeros((11, 7, 1))  # centred, radii (5, 3)
     spectrum[5 + 4, 3, 0] = spectrum[5 - 4, 3, 0] = 1.0  # q = (+-4, 0)
