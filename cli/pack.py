@@ -130,19 +130,32 @@ def pack_after_fit(run_dir: Path, bits: int | None, quiet: bool, target_psnr: fl
         typer.echo(f"packed {summary.path}: {describe(summary)}")
 
 
+def best_plans(path_taken: list[dict]) -> list[dict]:
+    """The plans no smaller plan beats in PSNR, by size: the best PSNR the search found for each file size."""
+    frontier: list[dict] = []
+    for plan in sorted(path_taken, key=lambda p: (p["bytes"], -p["psnr"])):
+        if not frontier or plan["psnr"] > frontier[-1]["psnr"]:
+            frontier.append(plan)
+    return frontier
+
+
 def _path_picture(path_taken: list[dict], picture: Path, goal: float | None) -> None:
-    """PSNR against file size of every plan the bit-depth search measured (``pack_path.png``)."""
+    """PSNR against file size of every plan the bit-depth search measured (dots), and the best at each size (line),
+    written to ``pack_path.png``."""
     import numpy as np
     from inrkit.atomic import atomic_output
     from inrkit.plots import line_chart
 
-    ordered = sorted(path_taken, key=lambda p: p["bytes"])
-    x = np.array([p["bytes"] for p in ordered], dtype=np.float64)
-    y = np.array([p["psnr"] for p in ordered], dtype=np.float64)
-    series = [(x, y, (30, 90, 200), "plans measured")]
+    def columns(plans: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([p["bytes"] for p in plans], dtype=np.float64),
+                np.array([p["psnr"] for p in plans], dtype=np.float64))
+
+    x, y = columns(sorted(path_taken, key=lambda p: p["bytes"]))
+    series = [(x, y, (150, 180, 230), "plans measured"), (*columns(best_plans(path_taken)), (30, 90, 200),
+                                                          "best plan at each size")]
     if goal is not None:
         series.append((x[[0, -1]], np.array([goal, goal]), (200, 30, 30), "--target-psnr"))
-    image = line_chart(series, "packed file: PSNR (dB) against bytes", "bytes", log_y=False)
+    image = line_chart(series, "packed file: PSNR (dB) against bytes", "bytes", log_y=False, scattered=(0,))
     with atomic_output(picture) as temporary:
         image.save(temporary, format="PNG")
 

@@ -292,9 +292,13 @@ def noise_energy_fraction(model: torch.nn.Module, signal: Signal, period: float 
     on some axis. A frequency ``q`` lands on bin ``q mod P_i``, which is
     above the cutoff exactly when ``q`` is, for every ``|q_i| <= 2 c_i + 1``:
     frequencies up to twice the Nyquist frequency are classified correctly
-    (those up to 1.5 times it unaliased), with about 0.56x the samples of a
-    grid at twice the signal's density in 2D (0.42x in 3D). None when that
-    grid would exceed ``max_samples`` or the evaluation ``max_work``
+    (those up to 1.5 times it unaliased, so that two folded components can
+    meet on one bin only beyond that), with about 0.56x the samples of a grid
+    at twice the signal's density in 2D (0.42x in 3D). That denser grid,
+    used before, classified correctly up to about ``3 c_i``; energy
+    between ``2 c_i`` and ``3 c_i`` (e.g. third-order products of inputs
+    above 2/3 of the cutoff) now folds below it and is missed. None when
+    the grid would exceed ``max_samples`` or the evaluation ``max_work``
     (samples times stored parameters).
     """
     from inrkit.model import stored_parameter_count

@@ -123,12 +123,14 @@ def heatmap(magnitude: np.ndarray, title: str, size: int = 256, dynamic_range_db
 def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, int], str]], title: str,
                x_label: str, log_y: bool = True, size: tuple[int, int] = (760, 300),
                marks: np.ndarray | None = None, floor_db: float = -120.0,
-               x_window: tuple[float, float] | None = None, dots: bool = False) -> Image.Image:
+               x_window: tuple[float, float] | None = None, dots: bool = False,
+               scattered: Sequence[int] = ()) -> Image.Image:
     """Curves ``(x, y, colour, label)`` on shared axes; ``log_y`` plots ``20 log10(y)`` (dB).
 
     ``marks``: x positions drawn as short ticks under the axis (e.g. input frequencies).
     ``x_window``: draw only ``low <= x <= high`` (each curve cut where it crosses the edges); the y axis
     spans what is left. ``dots``: mark every measured point of a short curve (at most 40 points).
+    ``scattered``: indices of the series drawn as points only, with no line between them.
     """
     width, height = size
     left, right, top, bottom = 56, 12, 24, 34
@@ -154,8 +156,12 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
         return px, py
 
     draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
-    for x, y, colour, _ in transformed:
+    for index, (x, y, colour, _) in enumerate(transformed):
         points = [to_pixel(a, b) for a, b in zip(x, y)]
+        if index in scattered:
+            for px, py in points:
+                draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
+            continue
         if len(points) > 1:
             draw.line(points, fill=colour, width=1)
         elif points:  # a single point: a visible dot
@@ -180,7 +186,10 @@ def line_chart(series: Sequence[tuple[np.ndarray, np.ndarray, tuple[int, int, in
     draw_text(draw, (left + 4, 4), title, max_width=width - left - right)
     legend_x = width - right - 200
     for row, (_, _, colour, label) in enumerate(transformed):
-        draw.line([legend_x, top + 10 + 12 * row, legend_x + 16, top + 10 + 12 * row], fill=colour, width=2)
+        if row in scattered:
+            draw.ellipse([legend_x + 6, top + 8 + 12 * row, legend_x + 10, top + 12 + 12 * row], fill=colour)
+        else:
+            draw.line([legend_x, top + 10 + 12 * row, legend_x + 16, top + 10 + 12 * row], fill=colour, width=2)
         draw_text(draw, (legend_x + 20, top + 4 + 12 * row), label)
     return image
 

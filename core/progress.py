@@ -87,10 +87,10 @@ def evaluate_reporting(model: torch.nn.Module, coords: torch.Tensor, phase: str)
     Evaluates in runs of whole chunks of ``evaluate`` itself (so every row sees
     the same batch as without progress), reporting the points done.
     """
-    from inrkit.train import evaluate, rows_for
+    from inrkit.train import evaluate, evaluation_rows
 
     rows = coords.shape[0]
-    run = rows_for(model) * 8
+    run = evaluation_rows(model) * 8
     if rows <= run:
         return evaluate(model, coords)
     parts = []

@@ -234,3 +234,18 @@ def test_search_from_a_bit_past_the_first_depth_is_never_worse_and_still_meets_t
     fits = max(depth for entry in plain.path if len(set(entry["bits"].values())) == 1 and entry["bytes"] <= budget
                for depth in entry["bits"].values())
     assert fits > 2 and [entry for entry in found.path if set(entry["bits"].values()) == {fits - 1}]
+
+
+def test_best_plans_are_the_ones_no_smaller_plan_beats():
+    from inrkit.cli.pack import best_plans
+
+    rng = np.random.default_rng(3)
+    plans = [{"bytes": int(b), "psnr": float(q)} for b, q in zip(rng.integers(100, 140, 60), rng.normal(30, 2, 60))]
+    # brute force, from the definition: no plan of at most the same size has a PSNR at least as high and is
+    # either smaller or better
+    expected = {(p["bytes"], p["psnr"]) for p in plans
+                if not any(o["bytes"] <= p["bytes"] and o["psnr"] >= p["psnr"]
+                           and (o["bytes"], o["psnr"]) != (p["bytes"], p["psnr"]) for o in plans)}
+    frontier = best_plans(plans)
+    assert {(p["bytes"], p["psnr"]) for p in frontier} == expected
+    assert [p["bytes"] for p in frontier] == sorted(p["bytes"] for p in frontier) and len(frontier) >= 3

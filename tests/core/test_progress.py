@@ -108,8 +108,8 @@ def test_evaluation_with_progress_is_bit_for_bit_the_plain_one(recorder, monkeyp
     from inrkit.config import ModelConfig
     from inrkit.model import build_model
 
-    monkeypatch.setattr(train, "rows_for", lambda model, **_: 1000)  # small chunks, for both evaluations
-    evaluate, rows_for = train.evaluate, train.rows_for
+    monkeypatch.setattr(train, "rows_for", lambda model, most=1 << 16: 1000)  # small chunks, for both evaluations
+    evaluate, rows_for = train.evaluate, train.evaluation_rows
     model = build_model(ModelConfig(dims=2, out_channels=1, input_frequencies=24, width=16, bandlimit=(12, 12),
                                     low_bandlimit=(4, 4)))
     coords = torch.rand(rows_for(model) * 8 * 2 + 123, 2) * 2 - 1

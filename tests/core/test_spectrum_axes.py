@@ -102,12 +102,19 @@ class Cosines(torch.nn.Module):
         return (self.a * torch.cos(phase)).sum(dim=1, keepdim=True)
 
 
-@pytest.mark.parametrize("high", [(0, 16), (0, 30), (0, 31), (32, 0), (62, 0), (63, 5)])
-def test_noise_share_is_the_closed_form_up_to_twice_nyquist(high):
-    """Cutoffs (31, 15): a term anywhere up to ``2 c_i + 1`` on an axis is noise, and the share is its energy's."""
-    model = Cosines([((3, 2), 0.8), ((31, 15), 0.5), (high, 0.3)])
+@pytest.mark.parametrize("shape, high", [
+    ((32, 16), (0, 16)), ((32, 16), (0, 30)), ((32, 16), (0, 31)), ((32, 16), (32, 0)), ((32, 16), (62, 0)),
+    ((32, 16), (63, 5)),  # cutoffs (31, 15): odd, P = 3c + 2
+    ((33, 17), (0, 17)), ((33, 17), (0, 33)), ((33, 17), (65, 0)), ((33, 17), (-40, 33)),  # (32, 16): even, 3c + 3
+])
+def test_noise_share_is_the_closed_form_up_to_twice_nyquist(shape, high):
+    """A term anywhere up to ``2 c_i + 1`` on an axis is noise, and the share is its energy's."""
+    signal = anisotropic(shape)
+    c0, c1 = nyquist_cutoffs(signal)
+    assert (c0, c1) == ((31, 15) if shape == (32, 16) else (32, 16))
+    model = Cosines([((3, 2), 0.8), ((c0, c1), 0.5), (high, 0.3)])
     expected = 0.3**2 / (0.8**2 + 0.5**2 + 0.3**2)
-    assert noise_energy_fraction(model, anisotropic()) == pytest.approx(expected, rel=1e-9)
+    assert noise_energy_fraction(model, signal) == pytest.approx(expected, rel=1e-9)
 
 
 def test_per_axis_cutoffs_and_reach():

@@ -121,3 +121,15 @@ def test_rate_distortion_chart_zooms_to_inrkits_rates():
     columns = columns[columns < 500]  # left of the legend
     # 0.3 and 0.5 bpp in a window of 0.15-1.0 fill the middle of the plot, not its left edge
     assert columns.min() > 150 and columns.max() - columns.min() > 100
+
+
+@pytest.mark.parametrize("scattered", [(), (0,)])
+def test_a_scattered_series_has_no_line_between_its_points(scattered):
+    colour = (10, 200, 10)
+    chart = np.asarray(line_chart([(np.array([0.0, 10.0]), np.array([0.0, 10.0]), colour, "two")], "t", "x",
+                                  log_y=False, scattered=scattered))
+    drawn = np.all(chart == colour, axis=-1)
+    # the points sit at the plot's lower-left and upper-right corners (x 56 and 748 of 760); the legend is right
+    # of x 548: a line crosses the columns between, two dots leave them empty
+    assert drawn[:, 150:500].any() == (not scattered)
+    assert drawn[:, :70].any() and drawn[:, 700:].any()  # both ways, both ends were drawn
