@@ -65,7 +65,7 @@ def rows_for(source: torch.nn.Module | ModelConfig, most: int = 1 << 16, least: 
 def evaluation_rows(model: torch.nn.Module) -> int:
     """Rows per chunk of :func:`evaluate`: :func:`rows_for` the model, at most :data:`CPU_EVALUATION_ROWS` on a CPU."""
     on_cpu = next(model.parameters()).device.type == "cpu"
-    return rows_for(model, most=CPU_EVALUATION_ROWS if on_cpu else 1 << 16)
+    return rows_for(model, most=CPU_EVALUATION_ROWS) if on_cpu else rows_for(model)
 
 
 def resolve_device(name: str) -> torch.device:
