@@ -6,8 +6,8 @@ on the CPU for a fixed wall-clock budget each, packs every fit at the file sizes
 same way (8-bit pixels and PSNR; SNR and log-spectral distance). inrkit's curve is the best-quality envelope of
 all its points; codecs are interpolated linearly in log rate.
 
-    python benchmarks/rd.py --part photos --seconds 120
-    python benchmarks/rd.py --part audio --seconds 120
+    python benchmarks/rd.py --part photos     # four sizes, 150 s each (about 16 minutes a photo)
+    python benchmarks/rd.py --part audio      # two sizes, 60 s each
 
 Writes ``benchmarks/results/rd_<input>.png/.md/.json`` per input and ``rd_<part>.md/.json`` with the summary.
 """
@@ -28,19 +28,21 @@ AUDIO = ["speech-16k.wav", "melody-16k.wav"]
 PARTS = {
     # Byte budgets are rounded down: 0.3 bpp at 256x256 is 2,457.6 bytes, and a 2,458-byte file is over 0.3 bpp
     # (the comparison "at 0.3" then skipped it; camera's best point in the first 120 s run was lost that way).
-    # Three sizes of 120 s each: 6 minutes of fitting per photo for its two rate points (the issue allows 5 per
-    # point). 2,000 parameters at 9-10 bits is the small end for 0.3 bpp, 4,500 at 7 bits the middle for 0.5;
-    # 6,000 (session 7) lost 2.3-12 dB to rounding at 3.3-5.5 bits a number: it beat the 3,000-parameter model
-    # once (camera at 0.5 bpp, by 0.05 dB) and lost by 0.15-0.6 dB at 0.5 bpp and 7-12 dB at 0.3 bpp elsewhere.
-    "photos": {"inputs": PHOTOS, "params": [2000, 3000, 4500], "rates": (0.3, 0.5), "bytes": (2457, 4096)},
-    "audio": {"inputs": AUDIO, "params": [6000, 12000], "rates": (16.0, 32.0), "bytes": (4000, 8000)},
+    # Four sizes of 150 s each: 10 minutes of fitting per photo for its two rate points, the issue's 5 per point.
+    # 2,000 parameters at 9-10 bits is the small end for 0.3 bpp, 4,500-5,000 at 6.5-7 bits the top for 0.5. The
+    # fourth size (5,000; sessions 12-13, results/rd_photos_4sizes.md) lifted rocket and astronaut at 0.5 bpp over
+    # three sizes of 200 s; 6,000 (session 7) lost 2.3-12 dB to rounding at 3.3-5.5 bits a number.
+    "photos": {"inputs": PHOTOS, "params": [2000, 3000, 4500, 5000], "seconds": 150.0, "rates": (0.3, 0.5),
+               "bytes": (2457, 4096)},
+    "audio": {"inputs": AUDIO, "params": [6000, 12000], "seconds": 60.0, "rates": (16.0, 32.0), "bytes": (4000, 8000)},
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=sorted(PARTS), required=True)
-    parser.add_argument("--seconds", type=float, default=120.0, help="fitting seconds per model size")
+    parser.add_argument("--seconds", type=float, default=None, help="fitting seconds per model size (default: the "
+                        "part's: photos 150, audio 60)")
     parser.add_argument("--params", type=str, default=None, help="model sizes, comma-separated")
     parser.add_argument("--inputs", nargs="*", default=None, help="dataset file names (default: the part's)")
     parser.add_argument("--name", default=None, help="summary file name (default rd_<part>)")
@@ -61,14 +63,15 @@ def main() -> None:
 
     torch.set_num_threads(os.cpu_count() or 1)
     params = [int(p) for p in args.params.split(",")] if args.params else part["params"]
+    seconds = args.seconds if args.seconds is not None else part["seconds"]
     inputs = [name for name in (args.inputs or part["inputs"]) if (ROOT / "datasets" / name).exists()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-               "load_before": os.getloadavg(), "seconds_per_fit": args.seconds, "params": params, "inputs": {}}
+               "load_before": os.getloadavg(), "seconds_per_fit": seconds, "params": params, "inputs": {}}
     for name in inputs:
         started = time.perf_counter()
         result = rate_distortion(ROOT / "datasets" / name, RESULTS / f"rd_{Path(name).stem}.png", params_list=params,
-                                 seconds=args.seconds, rates=part["rates"], target_bytes=part["bytes"])
+                                 seconds=seconds, rates=part["rates"], target_bytes=part["bytes"])
         summary["inputs"][name] = {"comparison": result["comparison"], "fits": result["fits"],
                                    "wall_seconds": time.perf_counter() - started}
         print(name, json.dumps(result["comparison"], default=str)[:600], flush=True)
