@@ -155,6 +155,7 @@ def fit(
     bound_mode: Annotated[str, typer.Option(help="project (clamp after each step) or tanh (reparametrised).")] = _MODEL.bound_mode,
     input_sampling: Annotated[str, typer.Option(help="How the lattice model draws its input frequencies: box (a dense low block, the rest uniform in the bandlimit box), spectrum (where the signal's smoothed spectrum has its energy; gridded signals, others keep box) or auto (spectrum when the signal's spectrum is concentrated: music, textures).")] = _MODEL.input_sampling,
     skip: Annotated[Optional[float], typer.Option(help=f"Share of its input each bounded layer after the first carries past it, y <- s y + (1 - s) sin(...), in [0, 1) (default with more than one hidden layer at least {SKIP_MIN_WIDTH} wide: {DEEP_SKIP:g}, {', '.join(f'{v:g} for {d}D signals' for d, v in DEEP_SKIP_BY_DIMS.items())}; lattice and uniform models).")] = None,
+    direct: Annotated[Optional[int], typer.Option(help="Direct lines of the lattice model: the signal's K strongest spectral lines, added to the output as a sin + b cos (d + 2 x channels numbers each, taken from --params); 0 for none. Default: the signal type's share of --params where those lines alone reach 15 dB SNR (audio with sustained notes), else none.")] = None,
     siren_omega0: Annotated[Optional[float], typer.Option(help="First-layer omega_0 of --architecture siren and finer (default: follows the signal, as in the SIREN paper: 30 for images, 3000 for audio).")] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Stop after this many steps (default {FIT_STEPS} when no other rule is set).")] = None,
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
@@ -249,7 +250,7 @@ def _resume(ctx: typer.Context, run_dir: Path, checkpoint_every: str | None, dev
 
 def _model_options(settings: dict[str, Any]) -> ModelOptions:
     names = ("architecture", "params", "width", "input_frequencies", "hidden_layers", "input_ratio", "low_bandlimit",
-             "c_low", "c_high", "bound_mode", "input_sampling", "skip", "siren_omega0", "seed")
+             "c_low", "c_high", "bound_mode", "input_sampling", "skip", "direct", "siren_omega0", "seed")
     return ModelOptions(**{name: settings[name] for name in names}, bandlimit=_parse_bandlimit(settings["bandlimit"]))
 
 

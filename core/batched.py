@@ -64,7 +64,7 @@ class NotBatchable(Exception):
 def batch_key(job: Any) -> tuple | None:
     """What must be equal for prepared jobs (:class:`inrkit.pipeline.FitJob`) to train together; None: never batched."""
     model, config = job.model, job.train_config
-    if type(model) is not SinusoidalINR or model.config.bound_mode != "project":
+    if type(model) is not SinusoidalINR or model.config.bound_mode != "project" or model.direct is not None:
         return None
     if job.prune is not None and job.prune.active or job.checkpointing is not None or job.start is not None:
         return None

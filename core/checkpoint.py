@@ -166,7 +166,9 @@ def model_from_tensors(config: ModelConfig, tensors: dict[str, torch.Tensor]) ->
 
         model = build_peer(config)
     else:
-        model = SinusoidalINR(config, tensors["input.frequencies"].to(torch.long))
+        lines = tensors.get("direct.frequencies")
+        model = SinusoidalINR(config, tensors["input.frequencies"].to(torch.long),
+                              None if lines is None else lines.to(torch.long))
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:

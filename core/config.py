@@ -110,24 +110,22 @@ class ModelConfig:
         Share ``s`` of its input that each bounded layer after the first carries past it:
         ``y <- s y + (1 - s) sin(omega_g (W y + b))`` (lattice and uniform models; the layers after the first
         have equal widths). 0 is the plain stack, and the value of every model saved before the option existed.
+    direct:
+        Number ``k`` of direct lines (:mod:`inrkit.direct`, lattice models): the signal's strongest lattice
+        frequencies, added to the head's output as ``a sin + b cos``. 0 (none) for every model saved before.
     siren_omega0:
-        First-layer frequency scale of the ``siren`` baseline (30 for
-        images; the SIREN paper uses 3000 for audio).
+        First-layer frequency scale of the ``siren`` baseline (30 for images; the SIREN paper uses 3000 for audio).
     siren_hidden_omega0:
-        Scale of SIREN's later layers (30 in the SIREN reference code, whatever
-        the first layer's). FINER uses both omegas the same way.
+        Scale of SIREN's later layers (30 in the SIREN reference code, whatever the first layer's); FINER alike.
     finer_first_bias:
         ``k`` of FINER's first-layer bias initialisation ``b ~ U(-k, k)``.
     ffn_sigma:
-        Standard deviation of the Gaussian frequency matrix ``B`` of ``ffn``
-        (cycles per unit of ``[0, 1]^d``; Tancik et al. use 10 for natural images).
+        Standard deviation of ``ffn``'s Gaussian frequencies ``B`` (cycles per unit of ``[0, 1]^d``; Tancik et al.: 10).
     hash_levels, hash_table_size, hash_features, hash_min_resolution, hash_max_resolution:
-        ``hashgrid``: levels ``L``, largest table per level ``T``, features
-        per entry ``F``, coarsest and finest grid resolutions ``N_min``, ``N_max``.
+        ``hashgrid``: levels ``L``, largest table per level ``T``, features per entry ``F``, grid resolutions.
     output_offset, output_scale:
-        Per-channel affine map applied after the head,
-        ``f = offset + scale * L(S(D(x)))``, so the network works on values
-        of order one whatever the signal's units (default: identity).
+        Per-channel affine map applied after the head, ``f = offset + scale * L(S(D(x)))``, so the network works
+        on values of order one whatever the signal's units (default: identity).
     seed:
         Seed of the initialisation.
     """
@@ -148,6 +146,7 @@ class ModelConfig:
     bound_mode: str = "project"
     input_sampling: str = "box"
     skip: float = 0.0
+    direct: int = 0
     siren_omega0: float = 30.0
     siren_hidden_omega0: float = 30.0
     finer_first_bias: float = 1.0
@@ -195,6 +194,8 @@ class ModelConfig:
             raise ConfigError(f"low fraction must be in [0, 1], got {self.low_fraction}")
         if not 0.0 <= self.skip < 1.0 or (self.skip and self.architecture not in LATTICE_ARCHITECTURES):
             raise ConfigError(f"skip must be in [0, 1), and 0 for {self.architecture}, got {self.skip}")
+        if not (isinstance(self.direct, int) and self.direct >= 0) or (self.direct and self.architecture != "lattice"):
+            raise ConfigError(f"direct lines must be a whole number >= 0, and 0 for {self.architecture}, got {self.direct}")
         if self.architecture == "hashgrid" and (self.dims > 4 or self.hash_max_resolution < self.hash_min_resolution):
             raise ConfigError("a hashgrid model takes 1 to 4 input axes and needs hash max resolution >= min resolution")
         if self.architecture in LATTICE_ARCHITECTURES:
@@ -353,30 +354,27 @@ class ModelOptions:
         :data:`LATTICE_HIDDEN_LAYERS` by the signal's number of dimensions (1 where none is listed); a
         baseline's from :data:`DEFAULT_HIDDEN_LAYERS` (SIREN: :data:`SIREN_HIDDEN_LAYERS`).
     input_ratio:
-        ``m / n`` when widths follow from ``params``; None: 1 for one hidden
-        layer, :data:`DEEP_INPUT_RATIO` for a deeper lattice model.
+        ``m / n`` when widths follow from ``params``; None: 1 for one hidden layer, :data:`DEEP_INPUT_RATIO` deeper.
     bandlimit:
-        Largest integer lattice frequency, one for every axis or one per
-        axis, or ``"auto"`` to derive it from the signal's spectrum;
-        default a fraction of the lattice Nyquist frequency set by the signal type.
+        Largest integer lattice frequency, one for every axis or one per axis, or ``"auto"`` to derive it from
+        the signal's spectrum; default a fraction of the lattice Nyquist frequency set by the signal type.
     low_bandlimit:
         Extent of the dense low block; default ``max(1, bandlimit / 3)``.
     low_fraction, c_low, c_high, omega_g, bound_mode, seed:
         As in :class:`ModelConfig` (same defaults).
     input_sampling:
-        As in :class:`ModelConfig`, or ``auto`` (the default): ``spectrum``
-        for a lattice model of a signal whose spectrum is concentrated (a
-        wider support counts for a deeper model:
-        :func:`inrkit.spectral_init.choose_sampling`), else ``box``.
+        As in :class:`ModelConfig`, or ``auto`` (the default): ``spectrum`` for a lattice model of a signal whose
+        spectrum is concentrated (:func:`inrkit.spectral_init.choose_sampling`), else ``box``.
     skip:
         As in :class:`ModelConfig`; None: :data:`DEEP_SKIP_BY_DIMS` for deep models at least :data:`SKIP_MIN_WIDTH` wide.
+    direct:
+        As in :class:`ModelConfig`; None: :func:`inrkit.direct.planned_lines` (for a signal whose spectrum is
+        concentrated in few lines).
     siren_omega0:
-        First-layer omega_0 of ``siren`` and ``finer``; None follows the
-        signal type (``FitDefaults.model_defaults``, e.g. 3000 for audio as in
-        the SIREN paper), else :attr:`ModelConfig.siren_omega0` (30).
+        First-layer omega_0 of ``siren`` and ``finer``; None follows the signal type (``FitDefaults.model_defaults``,
+        e.g. 3000 for audio as in the SIREN paper), else :attr:`ModelConfig.siren_omega0` (30).
     ffn_sigma:
-        Frequency scale of ``ffn``; None follows the signal type likewise, else
-        :attr:`ModelConfig.ffn_sigma` (10, Tancik et al.'s value for natural images).
+        Frequency scale of ``ffn``; None follows the signal type likewise, else :attr:`ModelConfig.ffn_sigma` (10).
     """
 
     architecture: str = "lattice"
@@ -394,6 +392,7 @@ class ModelOptions:
     bound_mode: str = ModelConfig.bound_mode
     input_sampling: str = "auto"
     skip: float | None = None
+    direct: int | None = None
     siren_omega0: float | None = None
     ffn_sigma: float | None = None
     seed: int = ModelConfig.seed

@@ -24,6 +24,7 @@ from torch import nn
 
 from inrkit.bounds import column_bounds, project_columns_
 from inrkit.config import PEER_ARCHITECTURES, ModelConfig
+from inrkit.direct import DirectSines
 from inrkit.errors import ConfigError
 from inrkit.lattice import sample_lattice_frequencies, sample_uniform_frequencies
 
@@ -214,7 +215,7 @@ class SinusoidalINR(nn.Module):
         ``[m, d]`` integer lattice frequencies.
     """
 
-    def __init__(self, config: ModelConfig, frequencies: torch.Tensor):
+    def __init__(self, config: ModelConfig, frequencies: torch.Tensor, direct_frequencies: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         generator = torch.Generator().manual_seed(config.seed + INIT_SEED_OFFSET)
@@ -227,28 +228,49 @@ class SinusoidalINR(nn.Module):
         self.hidden = nn.ModuleList(layers)
         self.head = _head(config.width, config.out_channels, config.omega_g, generator)
         self.output = OutputMap(config.output_offset, config.output_scale)
+        self.direct: DirectSines | None = None
+        if config.direct:
+            if direct_frequencies is None or tuple(direct_frequencies.shape) != (config.direct, config.dims):
+                raise ConfigError(f"a model with {config.direct} direct lines needs their [{config.direct}, "
+                                  f"{config.dims}] frequencies")
+            self.direct = DirectSines(direct_frequencies, config.period, config.out_channels)
 
-    def from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``L(S(y))`` for input-layer activations ``y = D(x)`` of shape ``[N, m]``."""
-        return self._after_first(self.hidden[0](features))
+    def from_features(self, features: torch.Tensor, lines: torch.Tensor | None = None) -> torch.Tensor:
+        """``L(S(y))`` for input-layer activations ``y = D(x)`` of shape ``[N, m]``, plus the direct
+        ``lines`` (``[N, channels]``, a model with :attr:`direct` only)."""
+        return self._after_first(self.hidden[0](features), lines)
 
-    def _after_first(self, features: torch.Tensor) -> torch.Tensor:
-        """The deeper bounded layers (each carrying ``config.skip`` of its input past it) and the head."""
+    def _after_first(self, features: torch.Tensor, lines: torch.Tensor | None = None) -> torch.Tensor:
+        """The deeper bounded layers (each carrying ``config.skip`` of its input past it), the head, the lines."""
         for layer in self.hidden[1:]:
             features = carry_past(layer(features), features, self.config.skip)
-        return self.output(self.head(features))
+        out = self.head(features)
+        return self.output(out if lines is None else out + lines)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        return self.from_features(self.input(coords))
+        return self.from_features(self.input(coords), None if self.direct is None else self.direct(coords))
 
-    def from_basis(self, sin_part: torch.Tensor, cos_part: torch.Tensor) -> torch.Tensor:
-        """The output from a cached input basis ``sin(omega . x)``, ``cos(omega . x)`` (``[N, m]`` each).
+    def basis(self, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What :meth:`from_basis` takes for ``coords``: the input basis, and the direct lines' basis if any."""
+        if self.direct is None:
+            return self.input.basis(coords)
+        return (*self.input.basis(coords), self.direct.basis(coords))
+
+    def from_basis(self, sin_part: torch.Tensor, cos_part: torch.Tensor, line_part: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+        """The output from a cached basis (:meth:`basis`): ``sin(omega . x)``, ``cos(omega . x)`` (``[N, m]``
+        each) and, for a model with direct lines, theirs (``[N, 2 k]``).
 
         Equal to ``forward(x)``; faster in training (see :class:`_BasisLinear`).
         """
         first = self.hidden[0]
         pre = _BasisLinear.apply(sin_part, cos_part, self.input.phases, first.scaled_weight())
-        return self._after_first(torch.sin(pre + first.omega_g * first.bias))
+        lines = None
+        if self.direct is not None:
+            if line_part is None:
+                raise ConfigError("this model has direct lines: pass their basis too (SinusoidalINR.basis)")
+            lines = self.direct.from_basis(line_part)
+        return self._after_first(torch.sin(pre + first.omega_g * first.bias), lines)
 
     def phase_parameters(self) -> list[nn.Parameter]:
         """The input phases: the trainer scales their learning rate (``TrainConfig.phase_lr_scale``)."""
@@ -336,7 +358,11 @@ def build_model(config: ModelConfig, signal: Signal | None = None) -> nn.Module:
         )
     else:
         frequencies = sample_uniform_frequencies(config.input_frequencies, config.bandlimit, generator)
-    return SinusoidalINR(config, frequencies)
+    if not config.direct:
+        return SinusoidalINR(config, frequencies)
+    from inrkit.direct import attach_lines
+
+    return attach_lines(config, frequencies, signal)
 
 
 def stored_parameter_count(model: nn.Module) -> int:

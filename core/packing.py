@@ -76,7 +76,7 @@ MAX_HEADER_JSON = 16 * 1024 * 1024
 #: Tensors kept exact (float32) whatever the bit depth: a few numbers that set the signal's units.
 EXACT_TENSORS = ("output.offset", "output.scale")
 #: Integer tensors, coded losslessly column by column.
-INTEGER_TENSORS = ("input.frequencies",)
+INTEGER_TENSORS = ("input.frequencies", "direct.frequencies")
 #: The run sections a packed file carries (the run's training settings and metrics stay in the run directory).
 CARRIED = ("model", "signal", "loss", "inrkit_version")
 #: Signal keys left out of a packed file (where the signal came from; see :func:`carried_sections`).

@@ -52,6 +52,7 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         Nyquist, explicit widths over the budget...).
     """
     layers = _check_options(options)
+    direct, options = _direct(signal, signal_type, options)
     layers, options = _shape(signal, signal_type, options, layers)
     if options.architecture in PEER_ARCHITECTURES:
         return _plan_peer(signal, signal_type, options, layers)
@@ -83,9 +84,35 @@ def plan_model(signal: Signal, signal_type: SignalType, options: ModelOptions) -
         bound_mode=options.bound_mode,
         input_sampling=_sampling(signal, options, bandlimit, layers),
         skip=_skip(options, layers, width, signal.dims),
+        direct=direct,
         siren_omega0=_model_default(signal_type, options, "siren_omega0"),
         seed=options.seed,
     )
+
+
+def _direct(signal: Signal, signal_type: SignalType, options: ModelOptions) -> tuple[int, ModelOptions]:
+    """The lattice model's direct lines (:mod:`inrkit.direct`), and the options with their cost taken off ``params``.
+
+    ``--direct K`` as given; unset: :func:`~inrkit.direct.planned_lines` with the signal type's ``direct_share``
+    (``FitDefaults.model_defaults``; none without it, or with explicit widths).
+    """
+    from inrkit.direct import line_cost, planned_lines
+
+    explicit = options.width is not None or options.input_frequencies is not None
+    if options.architecture != "lattice" or (options.direct is None and explicit):
+        return 0, options
+    budget = options.params if options.params is not None or explicit else default_params(signal, signal_type)
+    count = options.direct
+    if count is None:
+        share = float(getattr(signal_type.defaults, "model_defaults", {}).get("direct_share", 0.0))
+        count = planned_lines(signal, budget, share)
+    if not count or budget is None:
+        return count, options
+    left = budget - count * line_cost(signal.dims, signal.channels)
+    if left < 1:
+        raise ConfigError(f"--direct {count} lines store {count * line_cost(signal.dims, signal.channels):,} numbers, "
+                          f"the whole --params {budget:,}; give fewer lines or a larger --params")
+    return count, replace(options, params=left)
 
 
 def _model_default(signal_type: SignalType, options: ModelOptions, name: str) -> float:
@@ -197,6 +224,11 @@ def _check_options(options: ModelOptions) -> int:
         if options.skip and options.architecture not in LATTICE_ARCHITECTURES:
             raise ConfigError(f"--skip applies to the lattice and uniform models, not --architecture "
                               f"{options.architecture}; drop it")
+    if options.direct is not None and (isinstance(options.direct, bool) or not isinstance(options.direct, int)
+                                       or options.direct < 0):
+        raise ConfigError(f"--direct must be a whole number of lines >= 0, got {options.direct!r}")
+    if options.direct and options.architecture != "lattice":
+        raise ConfigError(f"--direct adds lines to the lattice model, not --architecture {options.architecture}; drop it")
     if options.input_ratio is not None and not (options.input_ratio > 0 and math.isfinite(options.input_ratio)):
         raise ConfigError(f"--input-ratio must be a positive number, got {options.input_ratio}")
     return layers

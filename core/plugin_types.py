@@ -147,7 +147,8 @@ class FitDefaults:
         first-layer omega_0 of ``siren`` and ``finer``; SIREN's paper uses 30 for
         images and 3000 for audio) and ``ffn_sigma`` (the ``ffn`` frequency scale).
         Hook version 1.1, added later: a plugin that does not set it gets the
-        image settings.
+        image settings. Also ``direct_share`` (optional): the share of the lattice model's budget
+        for direct lines where they pay (:func:`~inrkit.direct.planned_lines`); absent or 0: none.
     lr:
         Initial learning rate of inrkit's own models (``lattice``, ``uniform``)
         on this signal type when the user gives none; None (the default): the

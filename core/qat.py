@@ -63,7 +63,7 @@ def quantisation_aware_finish(model: torch.nn.Module, coords: torch.Tensor, targ
     generator = torch.Generator().manual_seed(seed)
     samples = coords.shape[0]
     full = samples <= max(batch_size, FULL_BATCH_SAMPLES)
-    basis = model.input.basis(coords) if full and hasattr(model, "from_basis") else None
+    basis = model.basis(coords) if full and hasattr(model, "from_basis") else None
     for step in range(steps):
         for group in optimiser.param_groups:
             group["lr"] = finish_lr(lr, step, steps)

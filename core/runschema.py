@@ -54,7 +54,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 INT_DTYPES = {"I8": 1, "I16": 2, "I32": 4, "I64": 8}
 #: Tensors holding integers (the frozen lattice frequencies); every other tensor holds floats.
-INTEGER_TENSORS = frozenset({"input.frequencies"})
+INTEGER_TENSORS = frozenset({"input.frequencies", "direct.frequencies"})
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -174,6 +174,7 @@ MODEL_CHECKS: dict[str, Callable[[_Where, str, Any], Any]] = {
     "bound_mode": lambda w, k, v: w.string(k, v, BOUND_MODES),
     "input_sampling": lambda w, k, v: w.string(k, v, INPUT_SAMPLINGS),
     "skip": lambda w, k, v: w.number(k, v, 0.0, strict=False, high=1.0, strict_high=True),
+    "direct": lambda w, k, v: w.integer(k, v, 0, MAX_STORED_NUMBERS),
     "siren_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "siren_hidden_omega0": lambda w, k, v: w.number(k, v, 0.0),
     "finer_first_bias": lambda w, k, v: w.number(k, v, 0.0),
@@ -270,6 +271,9 @@ def _check_model(where: _Where, model: dict) -> None:
             MODEL_CHECKS[name](where, f"model.{name}", model[name])
     dims, channels = model["dims"], model["out_channels"]
     architecture = model.get("architecture", "lattice")
+    if model.get("direct", 0) and architecture != "lattice":
+        raise where.fail("model.direct", f"0 for a {architecture} model (direct lines belong to the lattice model)",
+                         model["direct"])
     if architecture in LATTICE_ARCHITECTURES:
         for name in ("bandlimit", "low_bandlimit"):
             where.int_list(f"model.{name}", model.get(name, []), length=dims)

@@ -31,6 +31,7 @@ import torch
 
 from inrkit.errors import ConfigError, TooManyTerms
 from inrkit.fourier import per_axis
+from inrkit.direct import with_lines
 from inrkit.model import SinusoidalINR
 
 
@@ -353,7 +354,9 @@ def predict_spectrum(model: SinusoidalINR, max_order: int = 3, tol: float = 1e-6
             omitted_per_neuron = skip * before[3] + (1 - skip) * omitted_per_neuron
     unique, amplitudes, bound, omitted_output = _through_head(numbers, unique, coefficients, bounds,
                                                               omitted_per_neuron)
+    unique, amplitudes, bound = with_lines(model, unique, amplitudes, bound)
     return PredictedSpectrum(unique, amplitudes, bound, terms, omitted_output, max_order, tol)
+
 
 
 def _carry(unique: np.ndarray, coefficients: np.ndarray, weight: np.ndarray, bias: np.ndarray, carried: int):

@@ -39,7 +39,8 @@ NEW_WEIGHT_SCALE = 0.01
 
 def _rebuild(model: SinusoidalINR, config: ModelConfig, frequencies: torch.Tensor,
              tensors: dict[str, torch.Tensor]) -> SinusoidalINR:
-    fresh = SinusoidalINR(config, frequencies.to(torch.long))
+    lines = tensors.get("direct.frequencies")
+    fresh = SinusoidalINR(config, frequencies.to(torch.long), None if lines is None else lines.cpu())
     state = fresh.state_dict()
     state.update({name: value.detach().clone().to(state[name].dtype) for name, value in tensors.items()})
     fresh.load_state_dict(state, strict=True)

@@ -85,6 +85,9 @@ def expected_tensors(config: ModelConfig | Mapping[str, Any]) -> dict[str, tuple
     shapes["head.bias"] = (c,)
     shapes["output.offset"] = (c,)
     shapes["output.scale"] = (c,)
+    if getattr(config, "direct", 0):
+        shapes["direct.frequencies"] = (config.direct, d)
+        shapes["direct.weight"] = (c, 2 * config.direct)
     return shapes
 
 

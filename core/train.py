@@ -156,26 +156,24 @@ class _Predictor:
         self.model = model
         self.last: tuple[Batch, torch.Tensor] | None = None
         self._basis = None
-        self._gathered: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._gathered: tuple[torch.Tensor, ...] | None = None
         if coords is not None and isinstance(model, SinusoidalINR):
-            need = 2 * coords.shape[0] * model.input.frequencies.shape[0] * 4
+            lines = 0 if model.direct is None else model.direct.frequencies.shape[0]
+            need = 2 * coords.shape[0] * (model.input.frequencies.shape[0] + lines) * 4
             if need <= BASIS_CACHE_BYTES:
                 with torch.no_grad():
-                    self._basis = model.input.basis(coords)
+                    self._basis = model.basis(coords)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         if self._basis is not None and batch.index is not None:
             if self._gathered is None or self._gathered[0] is not batch.index:
-                sin_part, cos_part = self._basis
-                everything = batch.index.numel() == sin_part.shape[0] and torch.equal(
-                    batch.index, torch.arange(sin_part.shape[0], device=batch.index.device)
+                rows = self._basis[0].shape[0]
+                everything = batch.index.numel() == rows and torch.equal(
+                    batch.index, torch.arange(rows, device=batch.index.device)
                 )
-                if everything:
-                    self._gathered = (batch.index, sin_part, cos_part)
-                else:
-                    self._gathered = (batch.index, sin_part[batch.index], cos_part[batch.index])
-            _, sin_part, cos_part = self._gathered
-            output = self.model.from_basis(sin_part, cos_part)
+                parts = self._basis if everything else tuple(part[batch.index] for part in self._basis)
+                self._gathered = (batch.index, *parts)
+            output = self.model.from_basis(*self._gathered[1:])
         else:
             output = self.model(batch.coords)
         self.last = (batch, output)
