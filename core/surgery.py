@@ -144,6 +144,11 @@ def shrink_to(model: torch.nn.Module, params: int, coords: torch.Tensor | None =
     model = lattice_model(model)
     if stored_parameter_count(model) <= params:
         return model
+    lines = 0 if model.direct is None else stored_parameter_count(model.direct)  # kept whole: the network shrinks
+    if params - lines < 1:
+        raise ConfigError(f"--target-params {params} leaves nothing for the network beside the model's "
+                          f"{lines:,} numbers of direct lines; choose more")
+    params -= lines
     if len(model.hidden) == 1:
         m, n = widths_at(model.config, params)
         model = _keep_top(model, hidden_importance(model), n, hidden=True, coords=coords)

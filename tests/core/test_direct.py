@@ -149,3 +149,20 @@ def test_bad_direct_gets_one_line_and_exit_2(tmp_path, value, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_shrinking_keeps_the_lines_and_the_budget():
+    from inrkit.surgery import shrink_to
+
+    signal = tones()
+    config = ModelConfig(dims=1, out_channels=1, input_frequencies=24, width=24, bandlimit=(40,), low_bandlimit=(10,),
+                         direct=20)
+    model = build_model(config, signal)
+    with torch.no_grad():
+        model.direct.weight.normal_()
+    smaller = shrink_to(model, 500, signal.coordinates())
+    assert stored_parameter_count(smaller) <= 500 < stored_parameter_count(model)
+    assert torch.equal(smaller.direct.frequencies, model.direct.frequencies)
+    assert torch.equal(smaller.direct.weight, model.direct.weight)
+    with pytest.raises(ConfigError, match="direct lines"):
+        shrink_to(model, 50, signal.coordinates())  # the 20 lines alone store 60 numbers
