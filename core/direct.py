@@ -36,7 +36,7 @@ from inrkit.signal import Signal
 MAX_LINE_SEARCH_BINS = 1 << 25
 #: ``--direct auto`` gives lines only where they alone would reconstruct the signal to at least this SNR (dB):
 #: where its energy sits in few sharp lines. Measured (benchmarks/README.md, "Direct lines"): a melody's strongest
-#: 2,000 bins hold 21.2 dB of it, speech's 9.1 dB.
+#: 2,000 bins hold 21.1 dB of it, speech's 9.1 dB.
 LINES_MIN_SNR_DB = 15.0
 #: Largest samples x lines of an automatic choice: the lines' basis (sin and cos, float32) stays within 1 GiB and a
 #: step's cost within that of the network it sits beside (2 s at 16 kHz: up to 4,096 lines).

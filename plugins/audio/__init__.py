@@ -144,8 +144,9 @@ def inrkit_register_signals(register):
             # Baselines: SIREN's paper uses a first-layer omega_0 of 3000 for audio (30 for images); FFN's paper has
             # no audio, so its sigma is scaled from the image value (10) by the same factor of 100.
             # Half the lattice model's budget goes to direct lines where they pay (inrkit.direct.planned_lines):
-            # on the melody 1,000 / 1,333 / 1,500 / 2,000 lines at 8,000 numbers gave 23.2 / - / 23.5 / 23.3 dB SNR
-            # against 16.9 without (60 s); speech's lines alone reach 9 dB, so it keeps none (500 lost 1.4 dB).
+            # on the melody 1,000 / 1,500 / 2,000 lines at 8,000 numbers gave 23.2 / 23.5 / 23.3 dB SNR against
+            # 16.9 without (60 s; 1,333, half the budget: 23.6 in benchmarks/peers.py). The speech's 1,333
+            # strongest lines alone reach 7.7 dB (the melody's 18.5), so it keeps none (500 lost 1.4 dB).
             defaults=FitDefaults(bandlimit_fraction=None, params_fraction=0.25,
                                  model_defaults={"siren_omega0": 3000.0, "ffn_sigma": 1000.0, "direct_share": 0.5}),
             assess=assess_audio,
