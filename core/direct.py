@@ -158,6 +158,8 @@ def planned_lines(signal: Signal, params: int, share: float, period: float = DEF
     if share <= 0 or signal.grid_shape is None:
         return 0
     count = min(int(share * params) // line_cost(signal.dims, signal.channels), MAX_LINE_ENTRIES // signal.samples)
+    found = strongest_bins(signal, count, period) if count > 0 else None
+    count = 0 if found is None else len(found)  # a short signal has fewer lines under Nyquist than asked for
     snr = lines_snr(signal, count, period) if count > 0 else None
     return count if snr is not None and snr >= LINES_MIN_SNR_DB else 0
 

@@ -288,7 +288,11 @@ def _header(compressed: bytes, where: str) -> dict[str, Any]:
 def _tensors(header: dict[str, Any], coded: bytes, raw: bytes, where: str) -> dict[str, torch.Tensor]:
     from inrkit.tensorcheck import expected_tensors
 
+    from inrkit.runschema import MAX_STORED_NUMBERS
+
     shapes = expected_tensors(header["model"])
+    if sum(int(np.prod(shape)) for shape in shapes.values()) > MAX_STORED_NUMBERS:  # before anything is decoded
+        raise _damaged(where, f"its model section asks for more than {MAX_STORED_NUMBERS:,} stored numbers")
     entries = header["tensors"]
     names = [e.get("name") if isinstance(e, dict) else None for e in entries]
     if sorted(map(str, names)) != sorted(shapes):

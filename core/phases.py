@@ -31,7 +31,7 @@ from inrkit.metrics import psnr
 from inrkit.model import stored_parameter_count
 from inrkit.plugin_types import FitContext
 from inrkit.signal import Batch, Signal
-from inrkit.surgery import shrink_to, swap_inputs
+from inrkit.surgery import line_numbers, shrink_to, smallest_size, swap_inputs
 from inrkit.train import FitResult, evaluate, fit, lr_at
 
 #: Added to the run's seed for the add-prune generator (random phases, weights
@@ -280,6 +280,8 @@ def pruned_fit(model: torch.nn.Module, signal: Signal, config: TrainConfig, loss
     if options.l1 and options.l1_schedule == "ramp" and config.steps is None:
         raise ConfigError("--l1-schedule ramp needs a --steps budget (it ramps over the first half of the steps)")
     penalised = with_l1(loss, options.l1, options.l1_schedule, config.steps)
+    if options.target_params and options.target_params < smallest_size(model):  # say so before any training
+        shrink_to(model, options.target_params)  # raises with the reason (the lines kept, the smallest network)
     phases = _Phases(signal, config, penalised, make_sampler, hook, device)
     later = options.shrink or options.target_params
     start = 0.0
@@ -357,7 +359,11 @@ def _shrink(model, config, options, phases: _Phases, grow, fitted: bool):
         rounds = max(1, min(rounds, round(config.steps * (1 - start))))
     for index in range(rounds):
         end = start + (1 - start) / (rounds - index)
-        candidate = shrink_to(copy.deepcopy(best), int(stored_parameter_count(best) * (1 - cut)), coords)
+        lines = line_numbers(best)  # kept whole: the cut applies to the network
+        goal_params = lines + int((stored_parameter_count(best) - lines) * (1 - cut))
+        if goal_params < smallest_size(best):
+            break  # the network cannot shrink further
+        candidate = shrink_to(copy.deepcopy(best), goal_params, coords)
         candidate, quality, _ = phases.run(candidate, start, end, target, "prune + fine-tune", goal=goal)
         start = end
         accepted = quality >= goal

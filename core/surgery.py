@@ -133,6 +133,21 @@ def widths_at(config: ModelConfig, params: int) -> tuple[int, int]:
     return max(1, int(config.input_frequencies * low)), max(1, int(config.width * low))
 
 
+def line_numbers(model: SinusoidalINR) -> int:
+    """Stored numbers of the model's direct lines (:mod:`inrkit.direct`; 0 without): pruning keeps them whole."""
+    return 0 if model.direct is None else stored_parameter_count(model.direct)
+
+
+def smallest_size(model: torch.nn.Module) -> int:
+    """The fewest stored numbers :func:`shrink_to` can reach: one input (and, with one hidden layer, one hidden)
+    neuron, plus the direct lines."""
+    model = lattice_model(model)
+    config = model.config
+    width = 1 if len(model.hidden) == 1 else config.width
+    return line_numbers(model) + stored_count(config.architecture, config.dims, config.out_channels, 1, width,
+                                              config.hidden_layers, config.bound_mode)
+
+
 @torch.no_grad()
 def shrink_to(model: torch.nn.Module, params: int, coords: torch.Tensor | None = None) -> SinusoidalINR:
     """Remove the least important input and hidden neurons until at most ``params`` numbers are stored.
@@ -144,11 +159,15 @@ def shrink_to(model: torch.nn.Module, params: int, coords: torch.Tensor | None =
     model = lattice_model(model)
     if stored_parameter_count(model) <= params:
         return model
-    lines = 0 if model.direct is None else stored_parameter_count(model.direct)  # kept whole: the network shrinks
-    if params - lines < 1:
-        raise ConfigError(f"--target-params {params} leaves nothing for the network beside the model's "
-                          f"{lines:,} numbers of direct lines; choose more")
-    params -= lines
+    floor = smallest_size(model)
+    if params < floor:
+        lines = line_numbers(model)
+        with_lines = f" ({lines:,} of them its direct lines, which pruning keeps)" if lines else ""
+        deep = (f"; a model of {len(model.hidden)} hidden layers loses input neurons only (hidden neurons are "
+                "pruned in one-hidden-layer models), so fit with --hidden-layers 1 to go smaller") if len(model.hidden) > 1 else ""
+        raise ConfigError(f"--target-params {params} is below the smallest model of this shape: {floor:,} "
+                          f"numbers{with_lines}; choose at least {floor:,}{deep}")
+    params -= line_numbers(model)  # the lines are kept whole: the network shrinks
     if len(model.hidden) == 1:
         m, n = widths_at(model.config, params)
         model = _keep_top(model, hidden_importance(model), n, hidden=True, coords=coords)

@@ -68,6 +68,8 @@ def test_lines_snr_tells_lines_from_noise():
     assert planned_lines(tones(), 4000, 0.5) == 4000 // 2 // line_cost(1, 1)
     assert planned_lines(noise, 4000, 0.5) == 0
     assert planned_lines(tones(), 4000, 0.0) == 0
+    short = tones(400)  # 199 lines under Nyquist: a large budget gets those, not more than exist
+    assert 0 < planned_lines(short, 100_000, 0.5) <= 199
 
 
 def lined_model(signal: Signal, count: int, inputs: int = 6) -> SinusoidalINR:

@@ -234,6 +234,8 @@ def test_non_inr_and_inconsistent_files_get_one_line(tmp_path):
         "tensors are not": lambda h: h["tensors"].pop(),
         "signal.dims": lambda h: h["signal"].update(dims=3),
         "packed header": lambda h: h.update(format="inrkit-run"),
+        # 50 million direct lines: refused from the header alone, before a stream is decoded or allocated
+        "stored numbers": lambda h: h["model"].update(direct=50_000_000),
     }
     for message, edit in forgeries.items():
         with pytest.raises(RunDirError, match=message):
