@@ -168,3 +168,29 @@ def test_shrinking_keeps_the_lines_and_the_budget():
     assert torch.equal(smaller.direct.weight, model.direct.weight)
     with pytest.raises(ConfigError, match="direct lines"):
         shrink_to(model, 50, signal.coordinates())  # the 20 lines alone store 60 numbers
+
+
+def test_with_a_holdout_the_lines_start_from_the_training_samples_only(tmp_path):
+    """The projection must not see the held-out samples (it would inflate test_psnr); checked in float64 numpy."""
+    from inrkit.config import TrainConfig
+    from inrkit.pipeline import prepare_fit
+    from inrkit.train import holdout_split
+
+    path = tmp_path / "tones.wav"
+    sf.write(path, tones(2000, noise=0.2).values.numpy(), 8000)
+    job = prepare_fit(path, tmp_path / "run", model_options=ModelOptions(params=1500, direct=20),
+                      train_config=TrainConfig(steps=1, holdout=0.25))
+    signal, model = job.signal, job.model
+    rows, _ = holdout_split(signal.samples, 0.25, job.train_config.seed)
+    x = signal.coordinates().double().numpy()[rows.numpy(), 0]
+    target = ((signal.values.double().numpy()[rows.numpy(), 0] - model.config.output_offset[0])
+              / model.config.output_scale[0])
+    angle = np.outer(x, model.direct.frequencies[:, 0].double().numpy() * 2 * np.pi / 4.0)
+    for part, basis in enumerate((np.sin(angle), np.cos(angle))):
+        expected = (basis * target[:, None]).sum(0) / (basis**2).sum(0)
+        got = model.direct.weight[0, part * 20:(part + 1) * 20].detach().double().numpy()
+        assert np.allclose(got, expected, atol=1e-5)
+    everything = DirectSines(model.direct.frequencies, 4.0, 1).double()
+    project_(everything, signal.coordinates().double(), (signal.values.double() - model.config.output_offset[0])
+             / model.config.output_scale[0])
+    assert not torch.allclose(everything.weight.float(), model.direct.weight, atol=1e-4)  # the split mattered
