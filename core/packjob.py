@@ -90,13 +90,28 @@ class Judge:
     data_range: float
     sections: dict[str, Any]
     evaluations: int = 0
+    _basis: tuple[torch.Tensor, ...] | None = field(default=None, repr=False)
 
     def psnr(self, state: dict[str, torch.Tensor]) -> float:
-        from inrkit.train import evaluate
-
         self.model.load_state_dict(state)
         self.evaluations += 1
-        return psnr(evaluate(self.model, self.coords), self.target, self.data_range)
+        return psnr(self._output(), self.target, self.data_range)
+
+    @torch.no_grad()
+    def _output(self) -> torch.Tensor:
+        """The model at ``coords``. A model with direct lines reuses its basis across the search's many
+        evaluations (recomputing thousands of sines per sample made a melody's pack take minutes)."""
+        from inrkit.train import BASIS_CACHE_BYTES, evaluate
+
+        model = self.model
+        if getattr(model, "direct", None) is None:
+            return evaluate(model, self.coords)
+        if self._basis is None:
+            width = 2 * (model.input.frequencies.shape[0] + model.direct.frequencies.shape[0])
+            if self.coords.shape[0] * width * 4 > BASIS_CACHE_BYTES:
+                return evaluate(model, self.coords)
+            self._basis = model.basis(self.coords.to(next(model.parameters()).dtype))
+        return model.from_basis(*self._basis)
 
     def measure(self, state: dict[str, torch.Tensor], plan: dict[str, TensorPlan]) -> tuple[int, float]:
         """(file bytes with the search coder, PSNR) of ``state`` packed by ``plan``."""
