@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from inrkit.config import DEFAULT_PERIOD
+from inrkit.lattice import in_half_space
 from inrkit.signal import Signal
 
 #: Largest lattice spectrum (bins x channels) searched for lines; a larger signal gets none.
@@ -106,10 +107,7 @@ def strongest_bins(signal: Signal, count: int, period: float = DEFAULT_PERIOD) -
         reach = min(cutoff, size // 2 - 1) // stride * stride
         axes.append(np.arange(-reach, reach + 1, stride))
     grid = np.stack([g.reshape(-1) for g in np.meshgrid(*axes, indexing="ij")], axis=1)
-    nonzero = grid != 0
-    first = np.argmax(nonzero, axis=1)
-    lead = grid[np.arange(len(grid)), first]
-    grid = grid[nonzero.any(axis=1) & (lead > 0)]  # the canonical half-space (a line and its mirror are one)
+    grid = grid[in_half_space(torch.from_numpy(grid)).numpy()]  # a line and its mirror are one
     strength = power[tuple((grid % np.array(samples)).T)]
     count = min(count, len(grid))
     chosen = np.argpartition(-strength, count - 1)[:count] if count < len(grid) else np.arange(len(grid))
@@ -131,10 +129,13 @@ def project_(direct: DirectSines, coords: torch.Tensor, target: torch.Tensor, ch
     direct.weight.copy_((dot / norm.clamp_min(1e-12)[:, None]).T.to(direct.weight.dtype))
 
 
-def lines_snr(signal: Signal, count: int, period: float = DEFAULT_PERIOD, chunk: int = 1 << 14) -> float | None:
+def lines_snr(signal: Signal, count: int, period: float = DEFAULT_PERIOD, chunk: int = 1 << 14,
+              lines: torch.Tensor | None = None) -> float | None:
     """The SNR (dB, against the signal less its mean) of the signal's ``count`` strongest lines alone, at their
-    projection (:func:`project_`); None where it has no spectrum to search."""
-    lines = strongest_bins(signal, count, period)
+    projection (:func:`project_`); None where it has no spectrum to search. ``lines``: those lines, when the
+    caller has already searched them (:func:`strongest_bins`)."""
+    if lines is None:
+        lines = strongest_bins(signal, count, period)
     if lines is None or len(lines) == 0:
         return None
     direct = DirectSines(lines, period, signal.channels)
@@ -160,7 +161,7 @@ def planned_lines(signal: Signal, params: int, share: float, period: float = DEF
     count = min(int(share * params) // line_cost(signal.dims, signal.channels), MAX_LINE_ENTRIES // signal.samples)
     found = strongest_bins(signal, count, period) if count > 0 else None
     count = 0 if found is None else len(found)  # a short signal has fewer lines under Nyquist than asked for
-    snr = lines_snr(signal, count, period) if count > 0 else None
+    snr = lines_snr(signal, count, period, lines=found) if count > 0 else None
     return count if snr is not None and snr >= LINES_MIN_SNR_DB else 0
 
 
@@ -178,10 +179,20 @@ def attach_lines(config, frequencies: torch.Tensor, signal: Signal | None):
         raise ConfigError(f"--direct {config.direct} asks for more lines than this signal has ({found}: a gridded "
                           "signal's bins under its Nyquist frequency); give fewer, or --direct 0")
     model = SinusoidalINR(config, frequencies, lines)
+    start_lines(model, signal)
+    return model
+
+
+def start_lines(model, signal: Signal, rows: torch.Tensor | None = None) -> None:
+    """Set a model's line weights to the projection of its target (the signal before the output map), on the
+    samples ``rows`` (default: all; a fit with a hold-out passes its training samples)."""
+    config = model.config
     offset = torch.tensor(config.output_offset, dtype=torch.float64)
     scale = torch.tensor(config.output_scale, dtype=torch.float64)
-    project_(model.direct, signal.coordinates(), (signal.values.double() - offset) / scale)
-    return model
+    coords, values = signal.coordinates(), signal.values
+    if rows is not None:
+        coords, values = coords[rows], values[rows]
+    project_(model.direct, coords, (values.double() - offset) / scale)
 
 
 def with_lines(model, unique: np.ndarray, amplitudes: np.ndarray, bound: np.ndarray):
@@ -206,4 +217,4 @@ def with_lines(model, unique: np.ndarray, amplitudes: np.ndarray, bound: np.ndar
 
 
 __all__ = ["LINES_MIN_SNR_DB", "MAX_LINE_ENTRIES", "MAX_LINE_SEARCH_BINS", "DirectSines", "attach_lines", "line_cost", "lines_snr",
-           "planned_lines", "project_", "strongest_bins", "with_lines"]
+           "planned_lines", "project_", "start_lines", "strongest_bins", "with_lines"]

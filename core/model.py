@@ -250,6 +250,11 @@ class SinusoidalINR(nn.Module):
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return self.from_features(self.input(coords), None if self.direct is None else self.direct(coords))
 
+    def basis_columns(self) -> int:
+        """Columns of :meth:`basis` per sample, all parts together (what a cache of it costs, in float32 x 4 bytes)."""
+        lines = 0 if self.direct is None else self.direct.frequencies.shape[0]
+        return 2 * (self.input.frequencies.shape[0] + lines)
+
     def basis(self, coords: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """What :meth:`from_basis` takes for ``coords``: the input basis, and the direct lines' basis if any."""
         if self.direct is None:

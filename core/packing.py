@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from inrkit import runschema
 from inrkit.entropy import CODERS, Stream, decode, encode
 from inrkit.errors import RunDirError
 from inrkit.quantise import (
@@ -75,8 +76,8 @@ HEADER_DICTIONARY = (
 MAX_HEADER_JSON = 16 * 1024 * 1024
 #: Tensors kept exact (float32) whatever the bit depth: a few numbers that set the signal's units.
 EXACT_TENSORS = ("output.offset", "output.scale")
-#: Integer tensors, coded losslessly column by column.
-INTEGER_TENSORS = ("input.frequencies", "direct.frequencies")
+#: Integer tensors (the run schema's list), coded losslessly column by column.
+INTEGER_TENSORS = runschema.INTEGER_TENSORS
 #: Integer tensors whose first column is stored as differences from the row before (the first row: from 0). The
 #: direct lines come sorted by it (:func:`inrkit.direct.strongest_bins`), so the differences are small: 1,333 lines
 #: of a 2 s clip take about 6 bits each instead of 15.
@@ -288,11 +289,10 @@ def _header(compressed: bytes, where: str) -> dict[str, Any]:
 def _tensors(header: dict[str, Any], coded: bytes, raw: bytes, where: str) -> dict[str, torch.Tensor]:
     from inrkit.tensorcheck import expected_tensors
 
-    from inrkit.runschema import MAX_STORED_NUMBERS
-
     shapes = expected_tensors(header["model"])
-    if sum(int(np.prod(shape)) for shape in shapes.values()) > MAX_STORED_NUMBERS:  # before anything is decoded
-        raise _damaged(where, f"its model section asks for more than {MAX_STORED_NUMBERS:,} stored numbers")
+    most = runschema.MAX_STORED_NUMBERS
+    if sum(int(np.prod(shape)) for shape in shapes.values()) > most:  # before anything is decoded
+        raise _damaged(where, f"its model section asks for more than {most:,} stored numbers")
     entries = header["tensors"]
     names = [e.get("name") if isinstance(e, dict) else None for e in entries]
     if sorted(map(str, names)) != sorted(shapes):

@@ -107,8 +107,7 @@ class Judge:
         if getattr(model, "direct", None) is None:
             return evaluate(model, self.coords)
         if self._basis is None:
-            width = 2 * (model.input.frequencies.shape[0] + model.direct.frequencies.shape[0])
-            if self.coords.shape[0] * width * 4 > BASIS_CACHE_BYTES:
+            if self.coords.shape[0] * model.basis_columns() * 4 > BASIS_CACHE_BYTES:
                 return evaluate(model, self.coords)
             self._basis = model.basis(self.coords.to(next(model.parameters()).dtype))
         return model.from_basis(*self._basis)

@@ -139,13 +139,11 @@ def prepare_fit(
         raise ConfigError(f"--loss {loss.name} works for {', '.join(loss.signals)} signals, not {signal_type.name}; "
                           f"for {signal_type.name} use one of: {', '.join(usable)}")
     model = build_model(model_config, signal)
-    if getattr(model, "direct", None) is not None and train_config.holdout:
-        from inrkit.direct import project_
+    if getattr(model, "direct", None) is not None and train_config.holdout:  # the lines must not see held-out samples
+        from inrkit.direct import start_lines
         from inrkit.train import holdout_split
 
-        rows, _ = holdout_split(signal.samples, train_config.holdout, train_config.seed)  # the trainer's split
-        offset, scale = (torch.tensor(v, dtype=torch.float64) for v in (model_config.output_offset, model_config.output_scale))
-        project_(model.direct, signal.coordinates()[rows], (signal.values[rows].double() - offset) / scale)
+        start_lines(model, signal, holdout_split(signal.samples, train_config.holdout, train_config.seed)[0])
     job = FitJob(signal, signal_type, source, model, train_config, loss, device, Path(output), overwrite, host,
                   spectrum_every, prune, model_options)
     if every is not None:

@@ -27,7 +27,7 @@ from inrkit.config import (
     ModelConfig,
     ModelOptions,
 )
-from inrkit.errors import ConfigError, InputError
+from inrkit.errors import ConfigError, InputError, PluginError
 from inrkit.lattice import half_space_count, lattice_nyquist
 from inrkit.plugin_types import SignalType
 from inrkit.signal import Signal
@@ -104,7 +104,11 @@ def _direct(signal: Signal, signal_type: SignalType, options: ModelOptions) -> t
     budget = options.params if options.params is not None or explicit else default_params(signal, signal_type)
     count = options.direct
     if count is None:
-        share = float(getattr(signal_type.defaults, "model_defaults", {}).get("direct_share", 0.0))
+        share = getattr(signal_type.defaults, "model_defaults", {}).get("direct_share", 0.0)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+            raise PluginError(f"signal type {signal_type.name!r}: model_defaults['direct_share'] must be a number in "
+                              f"[0, 1) (the share of the budget for direct lines), got {share!r}; fix the plugin, "
+                              "or pass --direct K to choose the lines yourself")
         count = planned_lines(signal, budget, share)
     if not count or budget is None:
         return count, options

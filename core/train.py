@@ -158,9 +158,7 @@ class _Predictor:
         self._basis = None
         self._gathered: tuple[torch.Tensor, ...] | None = None
         if coords is not None and isinstance(model, SinusoidalINR):
-            lines = 0 if model.direct is None else model.direct.frequencies.shape[0]
-            need = 2 * coords.shape[0] * (model.input.frequencies.shape[0] + lines) * 4
-            if need <= BASIS_CACHE_BYTES:
+            if coords.shape[0] * model.basis_columns() * 4 <= BASIS_CACHE_BYTES:
                 with torch.no_grad():
                     self._basis = model.basis(coords)
 

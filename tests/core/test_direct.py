@@ -194,3 +194,21 @@ def test_with_a_holdout_the_lines_start_from_the_training_samples_only(tmp_path)
     project_(everything, signal.coordinates().double(), (signal.values.double() - model.config.output_offset[0])
              / model.config.output_scale[0])
     assert not torch.allclose(everything.weight.float(), model.direct.weight, atol=1e-4)  # the split mattered
+
+
+@pytest.mark.parametrize("share", [1.0, -0.1, "half", float("nan")])
+def test_a_plugin_with_a_bad_direct_share_is_named(tmp_path, share):
+    import copy
+    import dataclasses
+
+    from inrkit.errors import PluginError
+
+    path = tmp_path / "tones.wav"
+    sf.write(path, tones(2000).values.numpy(), 8000)
+    signal, signal_type = load_signal(path, None, get_host())
+    defaults = dataclasses.replace(signal_type.defaults, model_defaults={"direct_share": share})
+    broken = copy.copy(signal_type)
+    object.__setattr__(broken, "defaults", defaults)  # a plugin's SignalType with that FitDefaults
+    with pytest.raises(PluginError, match="direct_share"):
+        plan_model(signal, broken, ModelOptions(params=1500))
+    assert plan_model(signal, broken, ModelOptions(params=1500, direct=0)).direct == 0  # --direct overrides it
